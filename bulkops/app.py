@@ -1,0 +1,202 @@
+"""The Starlette application: /graphql (HTTP, websocket, GraphiQL), health and files."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypedDict
+
+import asyncpg
+from arq import create_pool as create_redis_pool
+from arq.connections import ArqRedis, RedisSettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+
+from bulkops.config import Settings
+from bulkops.db.pool import create_pool
+from bulkops.schema import build_schema
+from bulkops.schema.context import Context
+from bulkops.services.auth import Authenticator, bearer_token
+from bulkops.services.progress import Broker
+from bulkops.services.storage import LocalStorage
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class AppState(TypedDict):
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: ArqRedis
+    broker: Broker
+    authenticator: Authenticator
+    storage: LocalStorage
+
+
+def _unauthenticated() -> Response:
+    return JSONResponse(
+        {
+            "data": None,
+            "errors": [
+                {
+                    "message": "A valid bearer token is required.",
+                    "extensions": {"code": "UNAUTHENTICATED"},
+                }
+            ],
+        },
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+class BulkopsGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI view with the tenant resolved from the bearer token."""
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        state: AppState = request.scope["state"]  # type: ignore[assignment]
+        return Context(
+            request=request,
+            response=response,
+            state=state,
+            tenant_id=request.scope.get("bulkops.tenant"),
+        )
+
+    async def on_ws_connect(self, context: Context) -> None:
+        params = context.connection_params or {}
+        header = params.get("authorization") or params.get("Authorization")
+        tenant = await context.state["authenticator"].tenant_for(
+            bearer_token(header) if isinstance(header, str) else None
+        )
+        if tenant is None:
+            raise ConnectionRejectionError({"message": "A valid bearer token is required."})
+        context.tenant_id = tenant
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "graphiql.html", media_type="text/html")
+
+
+class GraphQLEndpoint:
+    """Checks the bearer token and the request size before Strawberry sees an HTTP request."""
+
+    def __init__(self, view: BulkopsGraphQL, settings: Settings) -> None:
+        self.view = view
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope, receive)
+            is_ide = request.method == "GET" and "query" not in request.query_params
+            if not is_ide:
+                length = request.headers.get("content-length")
+                if length and length.isdigit() and int(length) > self.settings.max_request_bytes:
+                    await PlainTextResponse("Request too large.", status_code=413)(
+                        scope, receive, send
+                    )
+                    return
+                state: AppState = scope["state"]
+                tenant = await state["authenticator"].tenant_for(
+                    bearer_token(request.headers.get("authorization"))
+                )
+                if tenant is None:
+                    await _unauthenticated()(scope, receive, send)
+                    return
+                scope["bulkops.tenant"] = tenant
+        await self.view(scope, receive, send)
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    state: AppState = request.scope["state"]
+    try:
+        async with state["pool"].acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        await state["redis"].ping()
+    except Exception as exc:
+        return JSONResponse({"ready": False, "error": type(exc).__name__}, status_code=503)
+    return JSONResponse({"ready": True})
+
+
+async def stored_file(request: Request) -> Response:
+    """A stored file (a product image), for the tenant that owns it."""
+    state: AppState = request.scope["state"]
+    tenant = await state["authenticator"].tenant_for(
+        bearer_token(request.headers.get("authorization"))
+    )
+    if tenant is None:
+        return _unauthenticated()
+    key: str = request.path_params["key"]
+    if not key.startswith(f"{tenant}/"):
+        return PlainTextResponse("Not found.", status_code=404)
+    try:
+        path = state["storage"].path(key)
+    except ValueError:
+        return PlainTextResponse("Not found.", status_code=404)
+    if not path.is_file():
+        return PlainTextResponse("Not found.", status_code=404)
+    return FileResponse(path)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app. Postgres and Redis are opened in the lifespan, from `settings`."""
+    assert settings.database_url and settings.redis_url, "database and redis URLs are needed"
+    view = BulkopsGraphQL(
+        build_schema(
+            dev=settings.dev,
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+        ),
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        connection_init_wait_timeout=timedelta(seconds=30),
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        allowed_origins=settings.allowed_origins,
+    )
+    endpoint = GraphQLEndpoint(view, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
+        assert settings.database_url and settings.redis_url
+        pool = await create_pool(
+            settings.database_url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+        )
+        redis = await create_redis_pool(RedisSettings.from_dsn(settings.redis_url))
+        broker = Broker(redis)
+        await broker.start()
+        try:
+            yield AppState(
+                settings=settings,
+                pool=pool,
+                redis=redis,
+                broker=broker,
+                authenticator=Authenticator(pool),
+                storage=LocalStorage(settings.resolved_storage_dir),
+            )
+        finally:
+            await broker.stop()
+            await redis.aclose()
+            await pool.close()
+
+    routes = [
+        Route("/graphql", endpoint, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", endpoint),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/files/{key:path}", stored_file),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

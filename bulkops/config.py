@@ -1,0 +1,45 @@
+"""Settings, read once from the environment (and `.env`) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Nothing else reads the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BULKOPS_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    # The role the API and the workers act as: row-level security applies to it.
+    app_role: str = "bulkops_app"
+    data_dir: Path = Path(".bulkops-dev")
+    storage_dir: Path | None = None
+    dev: bool = False
+    allowed_origins: list[str] = []
+    public_url: str = "http://127.0.0.1:8000"
+
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+
+    max_ids_per_selection: int = 1_000_000
+    max_request_bytes: int = 64 * 1024 * 1024
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_subscriptions_per_connection: int = 50
+
+    slice_seconds: float = 5.0
+    publish_interval: float = 0.2
+    subscription_recheck_seconds: float = 5.0
+    worker_max_jobs: int = 4
+    worker_poll_delay: float = 0.05
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        return self.storage_dir if self.storage_dir is not None else self.data_dir / "files"

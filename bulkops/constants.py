@@ -1,0 +1,24 @@
+"""Every Redis key, channel and queue name, versioned."""
+
+from __future__ import annotations
+
+PREFIX = "bulkops:v1"
+QUEUE_NAME = f"{PREFIX}:queue"
+# Keeps an API process's pub/sub connection subscribed while it has no listeners.
+BROKER_CHANNEL = f"{PREFIX}:broker"
+TERMINAL_STATUSES = frozenset({"CANCELLED", "SUCCEEDED", "PARTIAL", "FAILED"})
+
+
+def job_channel(job_id: str) -> str:
+    """Pub/sub channel carrying every new state of one job."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def tenant_jobs_channel(tenant_id: str) -> str:
+    """Pub/sub channel carrying every new state of any job of one tenant."""
+    return f"{PREFIX}:tenant:{tenant_id}:jobs"
+
+
+def slice_job_id(job_id: str, slice_no: int) -> str:
+    """arq job id of one slice of a bulk job; unique so a re-enqueue is never deduplicated."""
+    return f"{PREFIX}:slice:{job_id}:{slice_no}"

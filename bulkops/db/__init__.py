@@ -1,0 +1,1 @@
+"""Postgres access: pools, migrations and the queries, grouped by table."""

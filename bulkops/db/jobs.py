@@ -1,0 +1,237 @@
+"""Job rows: creation, the per-batch update, status changes and reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from bulkops.models import ItemFailure, JobState
+
+RECENT_ERRORS = 10
+
+
+async def insert_job(
+    conn: asyncpg.Connection,
+    *,
+    operation: str,
+    priority: str,
+    error_policy: str,
+    params: dict[str, Any],
+    selection: dict[str, Any],
+    total: int,
+    parent_id: str | None = None,
+) -> JobState:
+    row = await conn.fetchrow(
+        """INSERT INTO jobs (operation, priority, error_policy, params, selection, total,
+                             parent_id, current_step)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued')
+           RETURNING *""",
+        operation,
+        priority,
+        error_policy,
+        params,
+        selection,
+        total,
+        parent_id,
+    )
+    return JobState.from_row(row)
+
+
+async def insert_job_items(conn: asyncpg.Connection, job_id: str, ids: list[int]) -> None:
+    await conn.execute(
+        "INSERT INTO job_items (job_id, item_id) SELECT $1, unnest($2::bigint[])", job_id, ids
+    )
+
+
+async def item_batch_ids(
+    conn: asyncpg.Connection, job_id: str, *, after: int, limit: int
+) -> list[int]:
+    rows = await conn.fetch(
+        """SELECT item_id FROM job_items WHERE job_id = $1 AND item_id > $2
+           ORDER BY item_id LIMIT $3""",
+        job_id,
+        after,
+        limit,
+    )
+    return [r["item_id"] for r in rows]
+
+
+async def get_job(conn: asyncpg.Connection, job_id: str) -> JobState | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM jobs WHERE id = $1 AND tenant_id = current_tenant_id()", job_id
+    )
+    return JobState.from_row(row) if row else None
+
+
+async def get_jobs(conn: asyncpg.Connection, job_ids: list[str]) -> list[JobState]:
+    rows = await conn.fetch(
+        "SELECT * FROM jobs WHERE id = ANY($1::uuid[]) AND tenant_id = current_tenant_id()",
+        job_ids,
+    )
+    return [JobState.from_row(r) for r in rows]
+
+
+async def lock_job(conn: asyncpg.Connection, job_id: str) -> tuple[JobState, dict[str, Any], int]:
+    """The job row, locked until the transaction ends, with its selection and cursor."""
+    row = await conn.fetchrow(
+        "SELECT * FROM jobs WHERE id = $1 AND tenant_id = current_tenant_id() FOR UPDATE",
+        job_id,
+    )
+    if row is None:
+        raise LookupError(job_id)
+    return JobState.from_row(row), row["selection"], row["cursor"]
+
+
+async def set_status(
+    conn: asyncpg.Connection,
+    job_id: str,
+    status: str,
+    *,
+    step: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> JobState:
+    """Move the job to `status`; sets started_at on RUNNING and finished_at on a terminal one."""
+    row = await conn.fetchrow(
+        """UPDATE jobs SET
+             status = $2,
+             current_step = COALESCE($3, current_step),
+             result = COALESCE($4, result),
+             version = version + 1,
+             updated_at = clock_timestamp(),
+             started_at = CASE WHEN $2 = 'RUNNING' THEN COALESCE(started_at, clock_timestamp())
+                               ELSE started_at END,
+             finished_at = CASE WHEN $2 IN ('CANCELLED', 'SUCCEEDED', 'PARTIAL', 'FAILED')
+                                THEN clock_timestamp() ELSE finished_at END,
+             slices = slices + CASE WHEN $2 = 'RUNNING' THEN 1 ELSE 0 END
+           WHERE id = $1 AND tenant_id = current_tenant_id()
+           RETURNING *""",
+        job_id,
+        status,
+        step,
+        result,
+    )
+    return JobState.from_row(row)
+
+
+async def record_batch(
+    conn: asyncpg.Connection,
+    job_id: str,
+    *,
+    cursor: int | None,
+    succeeded: int,
+    failed: int,
+    skipped: int,
+    counters: dict[str, int],
+    errors: list[ItemFailure],
+    step: str,
+) -> JobState:
+    """Add one batch's outcome to the job, in the batch's own transaction; a `cursor`
+    of None leaves the cursor where it is."""
+    if errors:
+        await conn.executemany(
+            """INSERT INTO job_errors (job_id, item_id, row_number, code, message)
+               VALUES ($1, $2, $3, $4, $5)""",
+            [(job_id, e.item_id, e.row, e.code, e.message) for e in errors],
+        )
+    recent = [e.to_json() for e in errors[-RECENT_ERRORS:]]
+    row = await conn.fetchrow(
+        """UPDATE jobs SET
+             cursor = COALESCE($2, cursor),
+             processed = processed + $3 + $4 + $5,
+             succeeded = succeeded + $3,
+             failed = failed + $4,
+             skipped = skipped + $5,
+             counters = (SELECT COALESCE(jsonb_object_agg(k, v), '{}'::jsonb) FROM (
+                           SELECT k, sum(v::bigint) AS v FROM (
+                             SELECT key AS k, value AS v FROM jsonb_each_text(counters)
+                             UNION ALL
+                             SELECT key, value FROM jsonb_each_text($6::jsonb)) AS both_
+                           GROUP BY k) AS summed),
+             recent_errors = CASE WHEN jsonb_array_length($7::jsonb) = 0 THEN recent_errors
+                                  ELSE (SELECT COALESCE(jsonb_agg(e), '[]'::jsonb) FROM (
+                                          SELECT e FROM jsonb_array_elements(
+                                            recent_errors || $7::jsonb) WITH ORDINALITY AS x(e, n)
+                                          ORDER BY n DESC LIMIT $9) AS last_) END,
+             current_step = $8,
+             version = version + 1,
+             updated_at = clock_timestamp()
+           WHERE id = $1 AND tenant_id = current_tenant_id()
+           RETURNING *""",
+        job_id,
+        cursor,
+        succeeded,
+        failed,
+        skipped,
+        counters,
+        recent,
+        step,
+        RECENT_ERRORS,
+    )
+    return JobState.from_row(row)
+
+
+async def list_jobs(
+    conn: asyncpg.Connection,
+    *,
+    statuses: list[str] | None,
+    operation: str | None,
+    before: tuple[str, str] | None,
+    limit: int,
+) -> list[JobState]:
+    """The tenant's jobs, newest first; `before` is the (created_at, id) of the last seen."""
+    args: list[Any] = [limit]
+    where = ["tenant_id = current_tenant_id()"]
+    if statuses:
+        args.append(statuses)
+        where.append(f"status = ANY(${len(args)}::text[])")
+    if operation:
+        args.append(operation)
+        where.append(f"operation = ${len(args)}")
+    if before:
+        args.extend(before)
+        where.append(f"(created_at, id) < (${len(args) - 1}::timestamptz, ${len(args)}::uuid)")
+    rows = await conn.fetch(
+        f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC"
+        " LIMIT $1",
+        *args,
+    )
+    return [JobState.from_row(r) for r in rows]
+
+
+async def count_jobs(
+    conn: asyncpg.Connection, *, statuses: list[str] | None, operation: str | None
+) -> int:
+    count: int = await conn.fetchval(
+        """SELECT count(*) FROM jobs WHERE tenant_id = current_tenant_id()
+             AND ($1::text[] IS NULL OR status = ANY($1::text[]))
+             AND ($2::text IS NULL OR operation = $2)""",
+        statuses,
+        operation,
+    )
+    return count
+
+
+async def list_errors(
+    conn: asyncpg.Connection, job_id: str, *, after: int, limit: int
+) -> list[tuple[int, ItemFailure]]:
+    rows = await conn.fetch(
+        """SELECT id, item_id, row_number, code, message FROM job_errors
+           WHERE job_id = $1 AND id > $2 AND tenant_id = current_tenant_id()
+           ORDER BY id LIMIT $3""",
+        job_id,
+        after,
+        limit,
+    )
+    return [
+        (r["id"], ItemFailure(r["code"], r["message"], r["item_id"], r["row_number"]))
+        for r in rows
+    ]
+
+
+async def count_errors(conn: asyncpg.Connection, job_id: str) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM job_errors WHERE job_id = $1 AND tenant_id = current_tenant_id()",
+        job_id,
+    )
+    return count

@@ -1,0 +1,48 @@
+"""Connection pools and tenant-scoped transactions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+APP_ROLE = "bulkops_app"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(
+    dsn: str, *, as_app: bool = True, min_size: int = 2, max_size: int = 10
+) -> asyncpg.Pool:
+    """A pool whose connections act as the application role (row-level security applies)
+    or, with `as_app=False`, as the configured owner (migrations and administration)."""
+    server_settings = {"application_name": "bulkops"}
+    if as_app:
+        server_settings["role"] = APP_ROLE
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings=server_settings,
+        init=_init_connection,
+    )
+    return pool
+
+
+@asynccontextmanager
+async def tenant_transaction(pool: asyncpg.Pool, tenant_id: str) -> AsyncIterator[Any]:
+    """One transaction in which every statement sees only `tenant_id`'s rows."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('bulkops.tenant_id', $1, true)", str(tenant_id))
+        yield conn
+
+
+async def set_tenant(conn: asyncpg.Connection, tenant_id: str) -> None:
+    """Scope the current transaction of `conn` to `tenant_id`."""
+    await conn.execute("SELECT set_config('bulkops.tenant_id', $1, true)", str(tenant_id))

@@ -1,0 +1,21 @@
+"""The queue of stored files to remove."""
+
+from __future__ import annotations
+
+import asyncpg
+
+
+async def pending_file_deletions(conn: asyncpg.Connection, *, limit: int) -> list[tuple[int, str]]:
+    rows = await conn.fetch(
+        """SELECT id, storage_key FROM file_deletions WHERE tenant_id = current_tenant_id()
+           ORDER BY id LIMIT $1""",
+        limit,
+    )
+    return [(r["id"], r["storage_key"]) for r in rows]
+
+
+async def delete_file_deletions(conn: asyncpg.Connection, ids: list[int]) -> None:
+    await conn.execute(
+        "DELETE FROM file_deletions WHERE id = ANY($1::bigint[]) AND tenant_id = current_tenant_id()",
+        ids,
+    )

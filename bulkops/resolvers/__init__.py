@@ -1,0 +1,1 @@
+"""Thin resolvers: check the input, call a service, shape the payload."""

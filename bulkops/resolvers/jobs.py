@@ -1,0 +1,214 @@
+"""Job queries, actions and subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator
+
+import strawberry
+from strawberry.exceptions import StrawberryGraphQLError
+
+from bulkops.constants import job_channel, tenant_jobs_channel
+from bulkops.db import jobs as jobs_db
+from bulkops.db.pool import tenant_transaction
+from bulkops.errors import InputError
+from bulkops.models import JobState
+from bulkops.operations import REGISTRY
+from bulkops.resolvers.paging import decode_cursor, int_cursor, page_size
+from bulkops.schema.enums import JobStatus
+from bulkops.schema.types import (
+    Info,
+    ItemError,
+    ItemErrorConnection,
+    ItemErrorEdge,
+    Job,
+    JobActionResult,
+    JobConnection,
+    JobEdge,
+    OperationInfo,
+    PageInfo,
+    Rejected,
+    encode_cursor,
+)
+from bulkops.services.jobs import cancel_job as cancel_job_service
+
+
+def _job_uuid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
+
+
+async def _read(info: Info, job_id: str) -> JobState | None:
+    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
+        return await jobs_db.get_job(conn, job_id)
+
+
+async def job(info: Info, id: strawberry.ID) -> Job | None:
+    job_id = _job_uuid(id)
+    if job_id is None:
+        return None
+    state = await _read(info, job_id)
+    return Job.from_state(state) if state else None
+
+
+async def jobs(
+    info: Info,
+    status: list[JobStatus] | None,
+    operation: str | None,
+    first: int | None,
+    after: str | None,
+) -> JobConnection:
+    size = page_size(first)
+    before: tuple[str, str] | None = None
+    raw = decode_cursor(after, "job")
+    if raw is not None:
+        created, _, job_id = raw.rpartition("|")
+        before = (created, job_id)
+    statuses = [s.value for s in status] if status else None
+    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
+        try:
+            rows = await jobs_db.list_jobs(
+                conn, statuses=statuses, operation=operation, before=before, limit=size + 1
+            )
+        except (ValueError, TypeError):
+            raise StrawberryGraphQLError(
+                "The cursor is not valid here.",
+                extensions={"code": "BAD_USER_INPUT", "field": ["after"]},
+            ) from None
+        total = await jobs_db.count_jobs(conn, statuses=statuses, operation=operation)
+    edges = [
+        JobEdge(
+            cursor=encode_cursor("job", f"{r.created_at.isoformat()}|{r.id}"),
+            node=Job.from_state(r),
+        )
+        for r in rows[:size]
+    ]
+    return JobConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(rows) > size,
+            has_previous_page=after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=total,
+    )
+
+
+async def job_errors(
+    info: Info, job_id: str, *, first: int | None, after: str | None
+) -> ItemErrorConnection:
+    size = page_size(first)
+    start = int_cursor(after, "error")
+    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
+        rows = await jobs_db.list_errors(conn, job_id, after=start, limit=size + 1)
+        total = await jobs_db.count_errors(conn, job_id)
+    edges = [
+        ItemErrorEdge(cursor=encode_cursor("error", row_id), node=ItemError.from_failure(f))
+        for row_id, f in rows[:size]
+    ]
+    return ItemErrorConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(rows) > size,
+            has_previous_page=start > 0,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=total,
+    )
+
+
+def operations() -> list[OperationInfo]:
+    return [
+        OperationInfo(
+            name=op.name,
+            description=op.description,
+            inline_threshold=op.thresholds.inline_threshold,
+            inline_limit=op.thresholds.inline_limit,
+            batch_size=op.thresholds.batch_size,
+        )
+        for op in REGISTRY.values()
+    ]
+
+
+async def cancel_job(info: Info, id: strawberry.ID) -> JobActionResult:
+    job_id = _job_uuid(id)
+    if job_id is None:
+        return Rejected(code="INVALID_ID", message=f"{id!r} is not a job id.", field=["id"])
+    state = info.context.state
+    try:
+        job = await cancel_job_service(state["pool"], state["redis"], info.context.tenant, job_id)
+    except InputError as exc:
+        return Rejected(code=exc.code, message=exc.message, field=exc.field or None)
+    return Job.from_state(job)
+
+
+def _not_found(job_id: str) -> StrawberryGraphQLError:
+    return StrawberryGraphQLError(
+        f"No job {job_id}.", extensions={"code": "NOT_FOUND", "field": ["id"]}
+    )
+
+
+async def subscribe_job(info: Info, id: strawberry.ID) -> AsyncGenerator[Job, None]:
+    """Listen first, then read the current state, so no change falls in between; then
+    yield only newer versions until a terminal one. A quiet channel triggers a re-read,
+    so a lost message costs latency, never the final state."""
+    job_id = _job_uuid(id)
+    if job_id is None:
+        raise _not_found(str(id))
+    context = info.context
+    tenant = context.tenant
+    recheck = context.state["settings"].subscription_recheck_seconds
+    async with context.state["broker"].listen(job_channel(job_id)) as queue:
+        state = await _read(info, job_id)
+        if state is None:
+            raise _not_found(job_id)
+        yield Job.from_state(state)
+        while not state.terminal:
+            try:
+                new = await asyncio.wait_for(queue.get(), timeout=recheck)
+            except TimeoutError:
+                fresh = await _read(info, job_id)
+                if fresh is None:
+                    return
+                new = fresh
+            if new.tenant_id != tenant or new.version <= state.version:
+                continue
+            state = new
+            yield Job.from_state(state)
+
+
+async def subscribe_jobs(
+    info: Info, status: list[JobStatus] | None
+) -> AsyncGenerator[Job, None]:
+    """The tenant's unfinished jobs first, then every change to any of its jobs."""
+    context = info.context
+    tenant = context.tenant
+    wanted = {s.value for s in status} if status else None
+    seen: dict[str, int] = {}
+    async with context.state["broker"].listen(tenant_jobs_channel(tenant)) as queue:
+        async with tenant_transaction(context.state["pool"], tenant) as conn:
+            current = await jobs_db.list_jobs(
+                conn,
+                statuses=["QUEUED", "RUNNING", "PAUSED", "CANCELLING"],
+                operation=None,
+                before=None,
+                limit=100,
+            )
+        for state in reversed(current):
+            seen[state.id] = state.version
+            if wanted is None or state.status in wanted:
+                yield Job.from_state(state)
+        while True:
+            state = await queue.get()
+            if state.tenant_id != tenant or state.version <= seen.get(state.id, 0):
+                continue
+            seen[state.id] = state.version
+            if len(seen) > 10_000:
+                seen.clear()
+            if wanted is None or state.status in wanted:
+                yield Job.from_state(state)

@@ -1,0 +1,51 @@
+"""The GraphQL schema: types, inputs and roots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter
+
+from bulkops.schema.roots import Mutation, Query, Subscription
+from bulkops.schema.types import (
+    AddProductsToDatasetSummary,
+    DeleteProductsSummary,
+    RemoveProductsFromDatasetSummary,
+    SetProductStatusSummary,
+)
+
+# Errors that carry a code were raised on purpose and say nothing internal.
+def _should_mask(error: GraphQLError) -> bool:
+    if error.original_error is None:
+        return False
+    extensions = getattr(error.original_error, "extensions", None) or error.extensions or {}
+    return "code" not in extensions
+
+
+def build_schema(*, dev: bool = False, max_depth: int = 12, max_aliases: int = 30) -> Any:
+    # Factories, so each request gets fresh extension instances.
+    extensions: list[Any] = [
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+    ]
+    if not dev:
+        extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        types=[
+            DeleteProductsSummary,
+            SetProductStatusSummary,
+            AddProductsToDatasetSummary,
+            RemoveProductsFromDatasetSummary,
+        ],
+        extensions=extensions,
+    )
+
+
+def schema_sdl() -> str:
+    """The SDL committed as schema.graphql."""
+    return str(build_schema(dev=True).as_str()) + "\n"

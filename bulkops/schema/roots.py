@@ -1,0 +1,155 @@
+"""The Query, Mutation and Subscription roots: names from the public contract."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from bulkops.resolvers import bulk, catalog
+from bulkops.resolvers import jobs as job_resolvers
+from bulkops.schema.enums import JobStatus, ProductStatus
+from bulkops.schema.inputs import BulkOptions, ProductFilter, ProductSelection
+from bulkops.schema.types import (
+    AddProductsToDatasetResult,
+    CreateDatasetResult,
+    Dataset,
+    DatasetConnection,
+    DeleteProductsResult,
+    Info,
+    Job,
+    JobActionResult,
+    JobConnection,
+    OperationInfo,
+    Product,
+    ProductConnection,
+    RemoveProductsFromDatasetResult,
+    SetProductStatusResult,
+)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def product(self, info: Info, id: strawberry.ID) -> Product | None:
+        return await catalog.product(info, id)
+
+    @strawberry.field
+    async def products(
+        self,
+        info: Info,
+        filter: ProductFilter | None = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> ProductConnection:
+        return await catalog.products(info, filter, first, after)
+
+    @strawberry.field
+    async def dataset(self, info: Info, id: strawberry.ID) -> Dataset | None:
+        return await catalog.dataset(info, id)
+
+    @strawberry.field
+    async def datasets(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> DatasetConnection:
+        return await catalog.datasets(info, first, after)
+
+    @strawberry.field
+    async def job(self, info: Info, id: strawberry.ID) -> Job | None:
+        return await job_resolvers.job(info, id)
+
+    @strawberry.field
+    async def jobs(
+        self,
+        info: Info,
+        status: list[JobStatus] | None = None,
+        operation: str | None = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> JobConnection:
+        return await job_resolvers.jobs(info, status, operation, first, after)
+
+    @strawberry.field(description="The bulk operations and their thresholds.")
+    def operations(self) -> list[OperationInfo]:
+        return job_resolvers.operations()
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def delete_products(
+        self, info: Info, selection: ProductSelection, options: BulkOptions | None = None
+    ) -> DeleteProductsResult:
+        result: DeleteProductsResult = await bulk.run_bulk(
+            info, "deleteProducts", selection, options
+        )
+        return result
+
+    @strawberry.mutation
+    async def set_product_status(
+        self,
+        info: Info,
+        selection: ProductSelection,
+        status: ProductStatus,
+        options: BulkOptions | None = None,
+    ) -> SetProductStatusResult:
+        result: SetProductStatusResult = await bulk.run_bulk(
+            info, "setProductStatus", selection, options, params={"status": status.value}
+        )
+        return result
+
+    @strawberry.mutation
+    async def add_products_to_dataset(
+        self,
+        info: Info,
+        dataset_id: strawberry.ID,
+        selection: ProductSelection,
+        options: BulkOptions | None = None,
+    ) -> AddProductsToDatasetResult:
+        result: AddProductsToDatasetResult = await bulk.run_bulk(
+            info, "addProductsToDataset", selection, options, param_ids={"dataset_id": dataset_id}
+        )
+        return result
+
+    @strawberry.mutation
+    async def remove_products_from_dataset(
+        self,
+        info: Info,
+        dataset_id: strawberry.ID,
+        selection: ProductSelection,
+        options: BulkOptions | None = None,
+    ) -> RemoveProductsFromDatasetResult:
+        result: RemoveProductsFromDatasetResult = await bulk.run_bulk(
+            info,
+            "removeProductsFromDataset",
+            selection,
+            options,
+            param_ids={"dataset_id": dataset_id},
+        )
+        return result
+
+    @strawberry.mutation
+    async def create_dataset(self, info: Info, name: str) -> CreateDatasetResult:
+        return await catalog.create_dataset(info, name)
+
+    @strawberry.mutation
+    async def cancel_job(self, info: Info, id: strawberry.ID) -> JobActionResult:
+        return await job_resolvers.cancel_job(info, id)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Current state first, then every newer version; completes after a "
+        "terminal status."
+    )
+    async def job(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Job, None]:
+        async for state in job_resolvers.subscribe_job(info, id):
+            yield state
+
+    @strawberry.subscription(description="Every change to any job of the caller's tenant.")
+    async def jobs(
+        self, info: Info, status: list[JobStatus] | None = None
+    ) -> AsyncGenerator[Job, None]:
+        async for state in job_resolvers.subscribe_jobs(info, status):
+            yield state

@@ -1,0 +1,338 @@
+"""GraphQL object types of the catalog and of jobs."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from bulkops.models import DatasetRow, ImageRow, ItemFailure, JobState, ProductRow
+from bulkops.schema.context import Context
+from bulkops.schema.enums import ExportFormat, JobStatus, Priority, ProductStatus
+
+Info = strawberry.Info[Context, None]
+
+
+def encode_cursor(kind: str, value: str | int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Identifier:
+    kind: str
+    value: str
+
+
+@strawberry.type
+class Image:
+    id: strawberry.ID
+    url: str
+    content_type: str
+    position: int
+
+    @classmethod
+    def from_row(cls, row: ImageRow) -> Image:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            url=f"/files/{row.storage_key}",
+            content_type=row.content_type,
+            position=row.position,
+        )
+
+
+@strawberry.type
+class Dataset:
+    id: strawberry.ID
+    name: str
+    product_count: int
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: DatasetRow) -> Dataset:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            product_count=row.product_count,
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type
+class Product:
+    id: strawberry.ID
+    sku: str
+    barcode: str | None
+    name: str
+    brand: str | None
+    category: str | None
+    status: ProductStatus
+    price: Decimal | None
+    attributes: JSON
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: ProductRow) -> Product:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            sku=row.sku,
+            barcode=row.barcode,
+            name=row.name,
+            brand=row.brand,
+            category=row.category,
+            status=ProductStatus(row.status),
+            price=row.price,
+            attributes=row.attributes,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    @strawberry.field
+    async def identifiers(self, info: Info) -> list[Identifier]:
+        pairs = await info.context.loaders.identifiers.load(int(self.id))
+        return [Identifier(kind=k, value=v) for k, v in pairs]
+
+    @strawberry.field
+    async def images(self, info: Info) -> list[Image]:
+        return [Image.from_row(r) for r in await info.context.loaders.images.load(int(self.id))]
+
+    @strawberry.field
+    async def datasets(self, info: Info) -> list[Dataset]:
+        rows = await info.context.loaders.datasets_of_product.load(int(self.id))
+        return [Dataset.from_row(r) for r in rows]
+
+
+@strawberry.type
+class ProductEdge:
+    cursor: str
+    node: Product
+
+
+@strawberry.type
+class ProductConnection:
+    edges: list[ProductEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class DatasetEdge:
+    cursor: str
+    node: Dataset
+
+
+@strawberry.type
+class DatasetConnection:
+    edges: list[DatasetEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class ItemError:
+    item_id: strawberry.ID | None
+    row: int | None
+    code: str
+    message: str
+
+    @classmethod
+    def from_failure(cls, failure: ItemFailure) -> ItemError:
+        return cls(
+            item_id=strawberry.ID(str(failure.item_id)) if failure.item_id is not None else None,
+            row=failure.row,
+            code=failure.code,
+            message=failure.message,
+        )
+
+
+@strawberry.type
+class ItemErrorEdge:
+    cursor: str
+    node: ItemError
+
+
+@strawberry.type
+class ItemErrorConnection:
+    edges: list[ItemErrorEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class ResultFile:
+    url: str
+    expires_at: datetime
+    rows: int
+    bytes: int
+    format: ExportFormat
+
+
+@strawberry.type
+class Job:
+    id: strawberry.ID
+    operation: str
+    status: JobStatus
+    version: int
+    priority: Priority
+    total: int
+    processed: int
+    succeeded: int
+    failed: int
+    skipped: int
+    progress: float
+    current_step: str | None
+    items_per_second: float | None
+    eta_seconds: float | None
+    recent_errors: list[ItemError]
+    result: JSON | None
+    result_file: ResultFile | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    parent_id: strawberry.Private[str | None]
+
+    @classmethod
+    def from_state(cls, state: JobState) -> Job:
+        return cls(
+            id=strawberry.ID(state.id),
+            operation=state.operation,
+            status=JobStatus(state.status),
+            version=state.version,
+            priority=Priority(state.priority),
+            total=state.total,
+            processed=state.processed,
+            succeeded=state.succeeded,
+            failed=state.failed,
+            skipped=state.skipped,
+            progress=state.progress,
+            current_step=state.current_step,
+            items_per_second=state.items_per_second,
+            eta_seconds=state.eta_seconds,
+            recent_errors=[ItemError.from_failure(e) for e in state.recent_errors],
+            result=state.result,
+            result_file=None,
+            created_at=state.created_at,
+            started_at=state.started_at,
+            finished_at=state.finished_at,
+            parent_id=state.parent_id,
+        )
+
+    @strawberry.field
+    async def errors(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> ItemErrorConnection:
+        from bulkops.resolvers.jobs import job_errors
+
+        return await job_errors(info, str(self.id), first=first, after=after)
+
+    @strawberry.field
+    async def parent(self, info: Info) -> Job | None:
+        if self.parent_id is None:
+            return None
+        state = await info.context.loaders.jobs.load(self.parent_id)
+        return Job.from_state(state) if state else None
+
+
+@strawberry.type
+class JobEdge:
+    cursor: str
+    node: Job
+
+
+@strawberry.type
+class JobConnection:
+    edges: list[JobEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class OperationInfo:
+    name: str
+    description: str
+    inline_threshold: int
+    inline_limit: int
+    batch_size: int
+
+
+@strawberry.type(description="The request was refused; nothing changed.")
+class Rejected:
+    code: str
+    message: str
+    field: list[str] | None
+
+
+@strawberry.type
+class JobQueued:
+    job: Job
+
+
+@strawberry.interface
+class BulkSummary:
+    matched: int
+    succeeded: int
+    failed: int
+    skipped: int
+    errors: list[ItemError]
+    dry_run: bool
+    sample: list[Product] = strawberry.field(
+        description="Up to 10 of the products changed (or, in a dry run, that would be)."
+    )
+
+
+@strawberry.type
+class DeleteProductsSummary(BulkSummary):
+    deleted_images: int
+    removed_from_datasets: int
+
+
+@strawberry.type
+class SetProductStatusSummary(BulkSummary):
+    pass
+
+
+@strawberry.type
+class AddProductsToDatasetSummary(BulkSummary):
+    pass
+
+
+@strawberry.type
+class RemoveProductsFromDatasetSummary(BulkSummary):
+    pass
+
+
+DeleteProductsResult = Annotated[
+    DeleteProductsSummary | JobQueued | Rejected, strawberry.union("DeleteProductsResult")
+]
+SetProductStatusResult = Annotated[
+    SetProductStatusSummary | JobQueued | Rejected, strawberry.union("SetProductStatusResult")
+]
+AddProductsToDatasetResult = Annotated[
+    AddProductsToDatasetSummary | JobQueued | Rejected,
+    strawberry.union("AddProductsToDatasetResult"),
+]
+RemoveProductsFromDatasetResult = Annotated[
+    RemoveProductsFromDatasetSummary | JobQueued | Rejected,
+    strawberry.union("RemoveProductsFromDatasetResult"),
+]
+CreateDatasetResult = Annotated[Dataset | Rejected, strawberry.union("CreateDatasetResult")]
+JobActionResult = Annotated[Job | Rejected, strawberry.union("JobActionResult")]
+
+SUMMARY_TYPES: dict[str, Any] = {
+    "deleteProducts": DeleteProductsSummary,
+    "setProductStatus": SetProductStatusSummary,
+    "addProductsToDataset": AddProductsToDatasetSummary,
+    "removeProductsFromDataset": RemoveProductsFromDatasetSummary,
+}

@@ -1,0 +1,97 @@
+"""What a bulk change applies to: explicit product ids, or a server-side filter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from bulkops.errors import InputError
+
+PRODUCT_STATUSES = ("DRAFT", "ACTIVE", "ARCHIVED")
+
+
+class ProductFilter(BaseModel):
+    """The server-side filter; every field given narrows the selection."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: tuple[str, ...] | None = None
+    brand: tuple[str, ...] | None = None
+    category: tuple[str, ...] | None = None
+    dataset_id: int | None = None
+    sku_prefix: str | None = None
+    search: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Exactly one of `ids` (sorted, unique) or `filter`."""
+
+    ids: tuple[int, ...] | None = None
+    filter: ProductFilter | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.filter is not None:
+            return {"filter": self.filter.model_dump(mode="json")}
+        return {"ids": True}
+
+    @classmethod
+    def from_job(cls, data: dict[str, Any]) -> Selection:
+        if "filter" in data:
+            return cls(filter=ProductFilter.model_validate(data["filter"]))
+        return cls(ids=())
+
+
+def parse_id(value: str, field: list[str]) -> int:
+    """A database id from its GraphQL form, or a typed error naming the field."""
+    try:
+        parsed = int(str(value).strip())
+    except ValueError:
+        raise InputError(f"{value!r} is not a valid id", code="INVALID_ID", field=field) from None
+    if parsed <= 0 or parsed >= 2**63:
+        raise InputError(f"{value!r} is not a valid id", code="INVALID_ID", field=field)
+    return parsed
+
+
+def build_selection(
+    ids: list[str] | None,
+    filter: ProductFilter | None,
+    *,
+    max_ids: int,
+    field: tuple[str, ...] = ("selection",),
+) -> Selection:
+    """Check the selection's shape: exactly one of ids or filter, ids well-formed and bounded."""
+    base = list(field)
+    if (ids is None) == (filter is None):
+        raise InputError(
+            "Give exactly one of ids or filter.", code="INVALID_SELECTION", field=base
+        )
+    if ids is not None:
+        if not ids:
+            raise InputError(
+                "The selection is empty: give at least one id.",
+                code="EMPTY_SELECTION",
+                field=[*base, "ids"],
+            )
+        if len(ids) > max_ids:
+            raise InputError(
+                f"{len(ids)} ids is more than the {max_ids} a selection may hold; "
+                "select by filter instead.",
+                code="TOO_MANY_IDS",
+                field=[*base, "ids"],
+            )
+        parsed = {parse_id(v, [*base, "ids", str(i)]) for i, v in enumerate(ids)}
+        return Selection(ids=tuple(sorted(parsed)))
+    assert filter is not None
+    for status in filter.status or ():
+        if status not in PRODUCT_STATUSES:
+            raise InputError(
+                f"Unknown status {status!r}.", code="INVALID_STATUS",
+                field=[*base, "filter", "status"],
+            )
+    return Selection(filter=filter)

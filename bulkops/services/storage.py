@@ -1,0 +1,63 @@
+"""Stored files (product images) in a local directory, and their deferred removal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import asyncpg
+
+from bulkops.db.pool import tenant_transaction
+from bulkops.db.storage import delete_file_deletions, pending_file_deletions
+
+PURGE_BATCH = 5000
+
+
+class LocalStorage:
+    """Files under one root directory, addressed by a relative key."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"storage key {key!r} leaves the storage root")
+        return path
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def delete_many(self, keys: list[str]) -> int:
+        """Remove files; a file already missing counts as removed. Returns how many existed."""
+        existed = 0
+        for key in keys:
+            try:
+                os.unlink(self.path(key))
+                existed += 1
+            except FileNotFoundError:
+                pass
+        return existed
+
+
+async def purge_deleted_files(pool: asyncpg.Pool, storage: LocalStorage, tenant_id: str) -> int:
+    """Remove the stored files whose rows were deleted by committed batches.
+
+    Files go first, then their queue rows, so a crash in between only repeats an unlink."""
+    removed = 0
+    while True:
+        async with tenant_transaction(pool, tenant_id) as conn:
+            pending = await pending_file_deletions(conn, limit=PURGE_BATCH)
+        if not pending:
+            return removed
+        removed += await asyncio.to_thread(storage.delete_many, [key for _, key in pending])
+        async with tenant_transaction(pool, tenant_id) as conn:
+            await delete_file_deletions(conn, [row_id for row_id, _ in pending])
+        if len(pending) < PURGE_BATCH:
+            return removed

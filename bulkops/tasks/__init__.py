@@ -1,0 +1,1 @@
+"""The arq side: worker settings and the slice runner."""

@@ -1,0 +1,163 @@
+"""Running a job: slices of batches, each batch one transaction with its effect,
+the job's counters and the new cursor, so a batch is applied exactly once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from arq.connections import ArqRedis
+
+from bulkops.config import Settings
+from bulkops.db import jobs as jobs_db
+from bulkops.db import products as products_db
+from bulkops.db.pool import tenant_transaction
+from bulkops.models import ItemFailure, JobState
+from bulkops.operations import REGISTRY
+from bulkops.operations.base import BatchOutcome, JobAborted, Operation
+from bulkops.selection import Selection
+from bulkops.services.bulk import enqueue_slice
+from bulkops.services.jobs import job_result
+from bulkops.services.progress import publish_state
+from bulkops.services.storage import LocalStorage, purge_deleted_files
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerDeps:
+    settings: Settings
+    pool: asyncpg.Pool
+    storage: LocalStorage
+
+
+class _AbortBatch(Exception):
+    def __init__(self, outcome: BatchOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+async def _next_ids(
+    conn: asyncpg.Connection, job_id: str, selection: Selection, cursor: int, limit: int
+) -> list[int]:
+    if selection.ids is not None:
+        return await jobs_db.item_batch_ids(conn, job_id, after=cursor, limit=limit)
+    return await products_db.filter_batch_ids(conn, selection.filter, after=cursor, limit=limit)
+
+
+async def _finish(
+    conn: asyncpg.Connection, job: JobState, status: str, *, step: str
+) -> JobState:
+    return await jobs_db.set_status(conn, job.id, status, step=step, result=job_result(job))
+
+
+async def _fail(
+    conn: asyncpg.Connection, job: JobState, failure: ItemFailure, *, step: str
+) -> JobState:
+    """End the job FAILED, recording why as one of its errors."""
+    job = await jobs_db.record_batch(
+        conn, job.id, cursor=None, succeeded=0, failed=0, skipped=0, counters={},
+        errors=[failure], step=step,
+    )
+    return await _finish(conn, job, "FAILED", step=step)
+
+
+async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: str) -> str:
+    """Run the job for one slice; re-enqueue it from its cursor if work is left."""
+    settings = deps.settings
+    deadline = time.monotonic() + settings.slice_seconds
+    async with tenant_transaction(deps.pool, tenant_id) as conn:
+        try:
+            job, raw_selection, _ = await jobs_db.lock_job(conn, job_id)
+        except LookupError:
+            return "MISSING"
+        if job.terminal or job.status == "PAUSED":
+            return job.status
+        op: Operation[Any] | None = REGISTRY.get(job.operation)
+        if job.status == "CANCELLING":
+            job = await _finish(conn, job, "CANCELLED", step="cancelled")
+        elif op is None:
+            job = await _fail(
+                conn, job,
+                ItemFailure("UNKNOWN_OPERATION", f"No operation {job.operation!r} is registered."),
+                step="failed",
+            )
+        else:
+            job = await jobs_db.set_status(conn, job_id, "RUNNING", step="running")
+    await publish_state(redis, job)
+    if job.terminal or op is None:
+        return job.status
+
+    params = op.parse_params(job.params)
+    selection = Selection.from_job(raw_selection)
+    last_publish = time.monotonic()
+    while True:
+        removed_files = False
+        async with tenant_transaction(deps.pool, tenant_id) as conn:
+            job, _, cursor = await jobs_db.lock_job(conn, job_id)
+            status_before = job.status
+            if job.status == "CANCELLING":
+                job = await _finish(conn, job, "CANCELLED", step="cancelled")
+            elif job.status != "RUNNING":
+                return job.status
+            else:
+                ids = await _next_ids(conn, job_id, selection, cursor, op.thresholds.batch_size)
+                if not ids:
+                    if selection.filter is not None:
+                        await conn.execute(
+                            "UPDATE jobs SET total = processed WHERE id = $1", job_id
+                        )
+                        job = await jobs_db.get_job(conn, job_id) or job
+                    final = "PARTIAL" if job.failed else "SUCCEEDED"
+                    job = await _finish(conn, job, final, step="done")
+                else:
+                    job = await _apply(conn, op, params, job, ids)
+                    removed_files = bool(job.counters.get("deletedImages"))
+        now = time.monotonic()
+        if job.terminal or job.status != status_before or (
+            now - last_publish >= settings.publish_interval
+        ):
+            await publish_state(redis, job)
+            last_publish = now
+        if removed_files or job.terminal:
+            await purge_deleted_files(deps.pool, deps.storage, tenant_id)
+        if job.terminal:
+            return job.status
+        if now >= deadline:
+            await publish_state(redis, job)
+            await enqueue_slice(redis, job, job.slices)
+            return "SLICED"
+
+
+async def _apply(
+    conn: asyncpg.Connection, op: Operation[Any], params: Any, job: JobState, ids: list[int]
+) -> JobState:
+    """Apply one batch inside the caller's transaction and record it on the job."""
+    try:
+        async with conn.transaction():
+            outcome = await op.apply_batch(conn, params, ids)
+            if outcome.failed and job.error_policy == "ABORT":
+                raise _AbortBatch(outcome)
+    except _AbortBatch as aborted:
+        # Nothing of the batch is applied; its failures are recorded and the job stops.
+        job = await jobs_db.record_batch(
+            conn, job.id, cursor=None, succeeded=0, failed=aborted.outcome.failed,
+            skipped=0, counters={}, errors=aborted.outcome.errors, step="aborted",
+        )
+        return await _finish(conn, job, "FAILED", step="aborted")
+    except JobAborted as exc:
+        return await _fail(conn, job, ItemFailure(exc.code, exc.message), step="failed")
+    return await jobs_db.record_batch(
+        conn,
+        job.id,
+        cursor=ids[-1],
+        succeeded=outcome.succeeded,
+        failed=outcome.failed,
+        skipped=outcome.skipped,
+        counters=outcome.counters,
+        errors=outcome.errors,
+        step="running",
+    )

@@ -1,0 +1,90 @@
+"""arq worker settings: `bulkops worker` runs these."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arq import Retry
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from bulkops.config import Settings
+from bulkops.constants import QUEUE_NAME
+from bulkops.db import jobs as jobs_db
+from bulkops.db.pool import create_pool, tenant_transaction
+from bulkops.models import ItemFailure
+from bulkops.services.jobs import job_result
+from bulkops.services.progress import publish_state
+from bulkops.services.storage import LocalStorage
+from bulkops.tasks.runner import WorkerDeps, run_slice
+
+log = logging.getLogger(__name__)
+
+MAX_TRIES = 5
+
+
+async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
+    """One slice of a bulk job. Unexpected errors are retried with backoff; after the
+    last try the job ends FAILED with the error recorded."""
+    deps: WorkerDeps = ctx["deps"]
+    try:
+        return await run_slice(deps, ctx["redis"], job_id, tenant_id)
+    except Exception as exc:
+        tries: int = ctx.get("job_try", 1)
+        if tries < MAX_TRIES:
+            log.warning("job %s slice failed (try %d), retrying", job_id, tries, exc_info=True)
+            raise Retry(defer=min(2**tries, 30)) from exc
+        log.exception("job %s failed after %d tries", job_id, tries)
+        async with tenant_transaction(deps.pool, tenant_id) as conn:
+            job = await jobs_db.record_batch(
+                conn, job_id, cursor=None, succeeded=0, failed=0, skipped=0, counters={},
+                errors=[ItemFailure("INTERNAL", f"The job stopped on an error: {exc}")],
+                step="failed",
+            )
+            job = await jobs_db.set_status(
+                conn, job_id, "FAILED", step="failed", result=job_result(job)
+            )
+        await publish_state(ctx["redis"], job)
+        return "FAILED"
+
+
+def redis_settings(url: str) -> RedisSettings:
+    return RedisSettings.from_dsn(url)
+
+
+def build_worker(
+    settings: Settings, *, burst: bool = False, handle_signals: bool = True, **overrides: Any
+) -> Worker:
+    """An arq worker running bulk jobs against the configured Postgres and Redis."""
+    assert settings.database_url and settings.redis_url
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        assert settings.database_url
+        pool = await create_pool(
+            settings.database_url, min_size=1, max_size=settings.worker_max_jobs + 1
+        )
+        ctx["deps"] = WorkerDeps(
+            settings=settings, pool=pool, storage=LocalStorage(settings.resolved_storage_dir)
+        )
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        deps: WorkerDeps | None = ctx.get("deps")
+        if deps is not None:
+            await deps.pool.close()
+
+    options: dict[str, Any] = {
+        "functions": [func(run_job, name="run_job", max_tries=MAX_TRIES)],
+        "queue_name": QUEUE_NAME,
+        "redis_settings": redis_settings(settings.redis_url),
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "max_jobs": settings.worker_max_jobs,
+        "poll_delay": settings.worker_poll_delay,
+        "job_timeout": max(300, int(settings.slice_seconds * 20)),
+        "keep_result": 60,
+        "burst": burst,
+        "handle_signals": handle_signals,
+    }
+    options.update(overrides)
+    return Worker(**options)

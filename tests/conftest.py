@@ -1,0 +1,178 @@
+"""Real PostgreSQL and Valkey for every test: embedded servers unless URLs are given
+(BULKOPS_TEST_DATABASE_URL, BULKOPS_TEST_REDIS_URL). A template database is migrated once;
+each test gets its own copy and an empty Redis database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+import uvicorn
+
+from bulkops.app import create_app
+from bulkops.config import Settings
+from bulkops.db.migrate import apply_migrations
+from bulkops.embedded import EmbeddedServers, ensure_servers
+from bulkops.services.storage import LocalStorage
+from tests.support import GraphQLClient, Tenant, make_tenant
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = "bulkops_test_template"
+_counter = itertools.count()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def _build_template(admin_url: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+        stale = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'bulkops_test_%'"
+        )
+        for row in stale:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+        await conn.execute(f"CREATE DATABASE {TEMPLATE}")
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(with_database(admin_url, TEMPLATE))
+    try:
+        await apply_migrations(conn)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[EmbeddedServers]:
+    found = ensure_servers(
+        os.environ.get("BULKOPS_TEST_DATABASE_URL"),
+        os.environ.get("BULKOPS_TEST_REDIS_URL"),
+        ROOT / ".pytest-data",
+        persist=False,
+    )
+    assert found.database_url is not None
+    asyncio.run(_build_template(found.database_url))
+    yield found
+    found.stop()
+
+
+@pytest.fixture
+async def database_url(servers: EmbeddedServers) -> AsyncIterator[str]:
+    assert servers.database_url is not None
+    name = f"bulkops_test_{os.getpid()}_{next(_counter)}"
+    admin = await asyncpg.connect(servers.database_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    finally:
+        await admin.close()
+    yield with_database(servers.database_url, name)
+    admin = await asyncpg.connect(servers.database_url)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def redis_url(servers: EmbeddedServers) -> AsyncIterator[str]:
+    assert servers.redis_url is not None
+    client = aioredis.from_url(servers.redis_url)
+    await client.flushdb()
+    await client.aclose()
+    yield servers.redis_url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        storage_dir=tmp_path / "files",
+        data_dir=tmp_path,
+        dev=True,
+        slice_seconds=5.0,
+        publish_interval=0.0,
+        subscription_recheck_seconds=1.0,
+        pool_min_size=1,
+        pool_max_size=5,
+    )
+
+
+@pytest.fixture
+def storage(settings: Settings) -> LocalStorage:
+    return LocalStorage(settings.resolved_storage_dir)
+
+
+@pytest.fixture
+async def owner(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection as the database owner, for setting up data and checking results."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def tenant(owner: asyncpg.Connection) -> Tenant:
+    return await make_tenant(owner, "acme")
+
+
+@pytest.fixture
+async def other_tenant(owner: asyncpg.Connection) -> Tenant:
+    return await make_tenant(owner, "globex")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[str]:
+    """The real app served by uvicorn on a loopback port; yields its base URL."""
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    srv = uvicorn.Server(config)
+    task = asyncio.create_task(srv.serve())
+    while not srv.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    done, _ = await asyncio.wait({task}, timeout=5)
+    if not done:
+        srv.force_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def http(server: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def gql(http: httpx.AsyncClient, tenant: Tenant) -> GraphQLClient:
+    return GraphQLClient(http, tenant.token)
+
+
+@pytest.fixture
+def ws_url(server: str) -> str:
+    return server.replace("http://", "ws://") + "/graphql"
