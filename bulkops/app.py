@@ -64,7 +64,7 @@ class BulkopsGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with the tenant resolved from the bearer token."""
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        state: AppState = request.scope["state"]  # type: ignore[assignment]
+        state: AppState = request.scope["state"]
         return Context(
             request=request,
             response=response,

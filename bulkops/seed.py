@@ -98,16 +98,15 @@ async def seed_products(
                 """INSERT INTO dataset_products (tenant_id, dataset_id, product_id)
                    SELECT $1::uuid, $2::bigint, i FROM unnest($3::bigint[]) AS i WHERE i % 3 = 0
                    UNION ALL
-                   SELECT $1::uuid, $4::bigint, i FROM unnest($3::bigint[]) AS i WHERE i % 10 = 0""",
+                   SELECT $1::uuid, $4::bigint, i FROM unnest($3::bigint[]) AS i
+                   WHERE i % 10 = 0""",
                 tenant_id,
                 datasets[0],
                 ids,
                 datasets[1],
             )
-            for row in rows:
-                storage.write(
-                    f"{tenant_id}/images/{row['sku']}.svg", _SVG.format(sku=row["sku"]).encode()
-                )
+            for key, row in zip(keys, rows, strict=True):
+                storage.write(key, _SVG.format(sku=row["sku"]).encode())
         done += size
         if report is not None:
             report(done, count)

@@ -68,9 +68,7 @@ def build_selection(
     """Check the selection's shape: exactly one of ids or filter, ids well-formed and bounded."""
     base = list(field)
     if (ids is None) == (filter is None):
-        raise InputError(
-            "Give exactly one of ids or filter.", code="INVALID_SELECTION", field=base
-        )
+        raise InputError("Give exactly one of ids or filter.", code="INVALID_SELECTION", field=base)
     if ids is not None:
         if not ids:
             raise InputError(
@@ -91,7 +89,8 @@ def build_selection(
     for status in filter.status or ():
         if status not in PRODUCT_STATUSES:
             raise InputError(
-                f"Unknown status {status!r}.", code="INVALID_STATUS",
+                f"Unknown status {status!r}.",
+                code="INVALID_STATUS",
                 field=[*base, "filter", "status"],
             )
     return Selection(filter=filter)

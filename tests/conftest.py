@@ -87,12 +87,12 @@ async def database_url(servers: EmbeddedServers) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def redis_url(servers: EmbeddedServers) -> AsyncIterator[str]:
+async def redis_url(servers: EmbeddedServers) -> str:
     assert servers.redis_url is not None
     client = aioredis.from_url(servers.redis_url)
     await client.flushdb()
     await client.aclose()
-    yield servers.redis_url
+    return servers.redis_url
 
 
 @pytest.fixture

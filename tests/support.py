@@ -52,7 +52,11 @@ async def make_products(
            FROM generate_series(1, $5) AS g
            ORDER BY g
            RETURNING id""",
-        tenant.id, sku_prefix, brand, status, count,
+        tenant.id,
+        sku_prefix,
+        brand,
+        status,
+        count,
     )
     ids = [r["id"] for r in rows]
     if with_images:
@@ -60,20 +64,25 @@ async def make_products(
         await owner.execute(
             """INSERT INTO product_images (tenant_id, product_id, storage_key)
                SELECT $1, unnest($2::bigint[]), unnest($3::text[])""",
-            tenant.id, ids, keys,
+            tenant.id,
+            ids,
+            keys,
         )
         for key in keys:
             storage.write(key, b"<svg xmlns='http://www.w3.org/2000/svg'/>")
     await owner.execute(
         """INSERT INTO product_identifiers (tenant_id, product_id, kind, value)
            SELECT $1, i, 'MPN', 'MPN-' || i FROM unnest($2::bigint[]) AS i""",
-        tenant.id, ids,
+        tenant.id,
+        ids,
     )
     if dataset_id is not None:
         await owner.execute(
             """INSERT INTO dataset_products (tenant_id, dataset_id, product_id)
                SELECT $1, $2, unnest($3::bigint[])""",
-            tenant.id, dataset_id, ids,
+            tenant.id,
+            dataset_id,
+            ids,
         )
     return ids
 
@@ -131,8 +140,11 @@ class Subscription:
     async def start(self, query: str, variables: dict[str, Any], sub_id: str = "1") -> None:
         await self.ws.send(
             json.dumps(
-                {"id": sub_id, "type": "subscribe",
-                 "payload": {"query": query, "variables": variables}}
+                {
+                    "id": sub_id,
+                    "type": "subscribe",
+                    "payload": {"query": query, "variables": variables},
+                }
             )
         )
 

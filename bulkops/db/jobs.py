@@ -171,6 +171,16 @@ async def record_batch(
     return JobState.from_row(row)
 
 
+async def settle_total(conn: asyncpg.Connection, job_id: str) -> JobState:
+    """Make the job's total what it went through (a filter may gain or lose items)."""
+    row = await conn.fetchrow(
+        """UPDATE jobs SET total = processed
+           WHERE id = $1 AND tenant_id = current_tenant_id() RETURNING *""",
+        job_id,
+    )
+    return JobState.from_row(row)
+
+
 async def list_jobs(
     conn: asyncpg.Connection,
     *,
@@ -224,8 +234,7 @@ async def list_errors(
         limit,
     )
     return [
-        (r["id"], ItemFailure(r["code"], r["message"], r["item_id"], r["row_number"]))
-        for r in rows
+        (r["id"], ItemFailure(r["code"], r["message"], r["item_id"], r["row_number"])) for r in rows
     ]
 
 

@@ -16,6 +16,7 @@ async def pending_file_deletions(conn: asyncpg.Connection, *, limit: int) -> lis
 
 async def delete_file_deletions(conn: asyncpg.Connection, ids: list[int]) -> None:
     await conn.execute(
-        "DELETE FROM file_deletions WHERE id = ANY($1::bigint[]) AND tenant_id = current_tenant_id()",
+        """DELETE FROM file_deletions
+           WHERE id = ANY($1::bigint[]) AND tenant_id = current_tenant_id()""",
         ids,
     )

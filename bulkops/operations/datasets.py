@@ -26,15 +26,11 @@ class _DatasetOperation(Operation[DatasetParams]):
 
     async def check(self, conn: asyncpg.Connection, params: DatasetParams) -> None:
         if not await dataset_exists(conn, params.dataset_id):
-            raise NotFoundError(
-                f"Dataset {params.dataset_id} does not exist.", field=["datasetId"]
-            )
+            raise NotFoundError(f"Dataset {params.dataset_id} does not exist.", field=["datasetId"])
 
     async def _lock_dataset(self, conn: asyncpg.Connection, params: DatasetParams) -> None:
         if not await dataset_exists(conn, params.dataset_id, lock=True):
-            raise JobAborted(
-                f"Dataset {params.dataset_id} was deleted.", code="DATASET_NOT_FOUND"
-            )
+            raise JobAborted(f"Dataset {params.dataset_id} was deleted.", code="DATASET_NOT_FOUND")
 
 
 class AddProductsToDataset(_DatasetOperation):

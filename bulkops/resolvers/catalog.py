@@ -77,8 +77,10 @@ async def products(
     async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
         rows = await products_db.list_products(conn, flt, after=start, limit=size + 1)
         total = await products_db.count_filter(conn, flt)
-    edges = [ProductEdge(cursor=encode_cursor("product", r.id), node=Product.from_row(r))
-             for r in rows[:size]]
+    edges = [
+        ProductEdge(cursor=encode_cursor("product", r.id), node=Product.from_row(r))
+        for r in rows[:size]
+    ]
     return ProductConnection(
         edges=edges,
         page_info=PageInfo(
@@ -106,8 +108,10 @@ async def datasets(info: Info, first: int | None, after: str | None) -> DatasetC
     async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
         rows = await datasets_db.list_datasets(conn, after=start, limit=size + 1)
         total = await datasets_db.count_datasets(conn)
-    edges = [DatasetEdge(cursor=encode_cursor("dataset", r.id), node=Dataset.from_row(r))
-             for r in rows[:size]]
+    edges = [
+        DatasetEdge(cursor=encode_cursor("dataset", r.id), node=Dataset.from_row(r))
+        for r in rows[:size]
+    ]
     return DatasetConnection(
         edges=edges,
         page_info=PageInfo(
@@ -124,14 +128,16 @@ async def create_dataset(info: Info, name: str) -> CreateDatasetResult:
     clean = name.strip()
     if not clean or len(clean) > 200:
         return Rejected(
-            code="INVALID_NAME", message="A dataset name has 1 to 200 characters.",
+            code="INVALID_NAME",
+            message="A dataset name has 1 to 200 characters.",
             field=["name"],
         )
     async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
         row = await datasets_db.create_dataset(conn, clean)
     if row is None:
         return Rejected(
-            code="DUPLICATE_NAME", message=f"A dataset named {clean!r} exists already.",
+            code="DUPLICATE_NAME",
+            message=f"A dataset named {clean!r} exists already.",
             field=["name"],
         )
     return Dataset.from_row(row)

@@ -182,9 +182,7 @@ async def subscribe_job(info: Info, id: strawberry.ID) -> AsyncGenerator[Job, No
             yield Job.from_state(state)
 
 
-async def subscribe_jobs(
-    info: Info, status: list[JobStatus] | None
-) -> AsyncGenerator[Job, None]:
+async def subscribe_jobs(info: Info, status: list[JobStatus] | None) -> AsyncGenerator[Job, None]:
     """The tenant's unfinished jobs first, then every change to any of its jobs."""
     context = info.context
     tenant = context.tenant

@@ -44,8 +44,7 @@ class Loaders:
         async with tenant_transaction(self._pool, self._tenant) as conn:
             pairs = await products_db.dataset_ids_for(conn, list(ids))
             datasets = {
-                d.id: d
-                for d in await datasets_db.get_datasets(conn, sorted({d for _, d in pairs}))
+                d.id: d for d in await datasets_db.get_datasets(conn, sorted({d for _, d in pairs}))
             }
         grouped: dict[int, list[DatasetRow]] = defaultdict(list)
         for product_id, dataset_id in pairs:

@@ -16,6 +16,7 @@ from bulkops.schema.types import (
     SetProductStatusSummary,
 )
 
+
 # Errors that carry a code were raised on purpose and say nothing internal.
 def _should_mask(error: GraphQLError) -> bool:
     if error.original_error is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -94,7 +94,7 @@ class Product:
             category=row.category,
             status=ProductStatus(row.status),
             price=row.price,
-            attributes=row.attributes,
+            attributes=cast(JSON, row.attributes),
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
@@ -221,7 +221,7 @@ class Job:
             items_per_second=state.items_per_second,
             eta_seconds=state.eta_seconds,
             recent_errors=[ItemError.from_failure(e) for e in state.recent_errors],
-            result=state.result,
+            result=cast(JSON | None, state.result),
             result_file=None,
             created_at=state.created_at,
             started_at=state.started_at,

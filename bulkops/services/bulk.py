@@ -70,7 +70,9 @@ def parse_params(op: Operation[Any], raw: dict[str, Any]) -> Any:
         return op.parse_params(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise InputError(first["msg"], code="INVALID_INPUT", field=field_path(first["loc"])) from None
+        raise InputError(
+            first["msg"], code="INVALID_INPUT", field=field_path(first["loc"])
+        ) from None
 
 
 async def count_selection(conn: asyncpg.Connection, selection: Selection) -> int:
@@ -85,8 +87,10 @@ async def count_selection(conn: asyncpg.Connection, selection: Selection) -> int
             )
         return len(selection.ids)
     flt = selection.filter
-    if flt is not None and flt.dataset_id is not None and not await dataset_exists(
-        conn, flt.dataset_id
+    if (
+        flt is not None
+        and flt.dataset_id is not None
+        and not await dataset_exists(conn, flt.dataset_id)
     ):
         raise NotFoundError(
             f"Dataset {flt.dataset_id} does not exist.",
@@ -95,9 +99,7 @@ async def count_selection(conn: asyncpg.Connection, selection: Selection) -> int
     return await products_db.count_filter(conn, flt)
 
 
-async def selection_batches(
-    conn: asyncpg.Connection, selection: Selection, batch_size: int
-) -> Any:
+async def selection_batches(conn: asyncpg.Connection, selection: Selection, batch_size: int) -> Any:
     """Batches of ids of an inline run, in key order."""
     if selection.ids is not None:
         ids = list(selection.ids)
@@ -141,8 +143,10 @@ async def submit(
             code="INLINE_LIMIT_EXCEEDED",
             field=["options", "mode"],
         )
-    inline = options.dry_run or options.mode == "INLINE" or (
-        options.mode == "AUTO" and matched <= limits.inline_threshold
+    inline = (
+        options.dry_run
+        or options.mode == "INLINE"
+        or (options.mode == "AUTO" and matched <= limits.inline_threshold)
     )
     if inline:
         return await run_inline(
@@ -170,13 +174,16 @@ async def run_inline(
     try:
         async with tenant_transaction(services.pool, tenant_id) as conn:
             async for ids in selection_batches(conn, selection, op.thresholds.batch_size):
-                outcome = await op.apply_batch(conn, params, ids)
+                if options.dry_run:
+                    outcome = await _dry_batch(conn, op, params, ids)
+                else:
+                    outcome = await op.apply_batch(conn, params, ids)
                 total.add(outcome)
                 if outcome.failed and options.error_policy == "ABORT":
                     aborted = True
                     raise _Rollback
             if options.dry_run:
-                # Read the sample before the rollback, so deleted products still show.
+                # Each batch was undone, so even deleted products can be shown.
                 sample = await products_db.products_by_ids(conn, total.changed_ids)
                 raise _Rollback
     except _Rollback:
@@ -191,6 +198,20 @@ async def run_inline(
         total.skipped = 0
         total.counters = {key: 0 for key in total.counters}
     return InlineResult(op.name, matched, total, options.dry_run, sample, aborted)
+
+
+async def _dry_batch(
+    conn: asyncpg.Connection, op: Operation[Any], params: Any, ids: list[int]
+) -> BatchOutcome:
+    """Apply one batch inside a savepoint and undo it, keeping what it would have done."""
+    outcome = BatchOutcome()
+    try:
+        async with conn.transaction():
+            outcome = await op.apply_batch(conn, params, ids)
+            raise _Rollback
+    except _Rollback:
+        pass
+    return outcome
 
 
 async def queue_job(

@@ -45,4 +45,3 @@ def job_result(job: JobState) -> dict[str, object]:
         "skipped": job.skipped,
         **job.counters,
     }
-

@@ -48,9 +48,7 @@ async def _next_ids(
     return await products_db.filter_batch_ids(conn, selection.filter, after=cursor, limit=limit)
 
 
-async def _finish(
-    conn: asyncpg.Connection, job: JobState, status: str, *, step: str
-) -> JobState:
+async def _finish(conn: asyncpg.Connection, job: JobState, status: str, *, step: str) -> JobState:
     return await jobs_db.set_status(conn, job.id, status, step=step, result=job_result(job))
 
 
@@ -59,10 +57,25 @@ async def _fail(
 ) -> JobState:
     """End the job FAILED, recording why as one of its errors."""
     job = await jobs_db.record_batch(
-        conn, job.id, cursor=None, succeeded=0, failed=0, skipped=0, counters={},
-        errors=[failure], step=step,
+        conn,
+        job.id,
+        cursor=None,
+        succeeded=0,
+        failed=0,
+        skipped=0,
+        counters={},
+        errors=[failure],
+        step=step,
     )
     return await _finish(conn, job, "FAILED", step=step)
+
+
+async def _complete(conn: asyncpg.Connection, job: JobState, selection: Selection) -> JobState:
+    if selection.filter is not None:
+        # A filter is walked live: what it held at the end is the job's real total.
+        job = await jobs_db.settle_total(conn, job.id)
+    final = "PARTIAL" if job.failed else "SUCCEEDED"
+    return await _finish(conn, job, final, step="done")
 
 
 async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: str) -> str:
@@ -81,7 +94,8 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
             job = await _finish(conn, job, "CANCELLED", step="cancelled")
         elif op is None:
             job = await _fail(
-                conn, job,
+                conn,
+                job,
                 ItemFailure("UNKNOWN_OPERATION", f"No operation {job.operation!r} is registered."),
                 step="failed",
             )
@@ -93,6 +107,7 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
 
     params = op.parse_params(job.params)
     selection = Selection.from_job(raw_selection)
+    batch_size = settings.batch_size or op.thresholds.batch_size
     last_publish = time.monotonic()
     while True:
         removed_files = False
@@ -104,21 +119,19 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
             elif job.status != "RUNNING":
                 return job.status
             else:
-                ids = await _next_ids(conn, job_id, selection, cursor, op.thresholds.batch_size)
-                if not ids:
-                    if selection.filter is not None:
-                        await conn.execute(
-                            "UPDATE jobs SET total = processed WHERE id = $1", job_id
-                        )
-                        job = await jobs_db.get_job(conn, job_id) or job
-                    final = "PARTIAL" if job.failed else "SUCCEEDED"
-                    job = await _finish(conn, job, final, step="done")
-                else:
+                ids = await _next_ids(conn, job_id, selection, cursor, batch_size)
+                if ids:
+                    images_before = job.counters.get("deletedImages", 0)
                     job = await _apply(conn, op, params, job, ids)
-                    removed_files = bool(job.counters.get("deletedImages"))
+                    removed_files = job.counters.get("deletedImages", 0) > images_before
+                if not job.terminal and len(ids) < batch_size:
+                    # A short batch is the last one: finish in the same transaction.
+                    job = await _complete(conn, job, selection)
         now = time.monotonic()
-        if job.terminal or job.status != status_before or (
-            now - last_publish >= settings.publish_interval
+        if (
+            job.terminal
+            or job.status != status_before
+            or (now - last_publish >= settings.publish_interval)
         ):
             await publish_state(redis, job)
             last_publish = now
@@ -144,8 +157,15 @@ async def _apply(
     except _AbortBatch as aborted:
         # Nothing of the batch is applied; its failures are recorded and the job stops.
         job = await jobs_db.record_batch(
-            conn, job.id, cursor=None, succeeded=0, failed=aborted.outcome.failed,
-            skipped=0, counters={}, errors=aborted.outcome.errors, step="aborted",
+            conn,
+            job.id,
+            cursor=None,
+            succeeded=0,
+            failed=aborted.outcome.failed,
+            skipped=0,
+            counters={},
+            errors=aborted.outcome.errors,
+            step="aborted",
         )
         return await _finish(conn, job, "FAILED", step="aborted")
     except JobAborted as exc:

@@ -38,7 +38,13 @@ async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
         log.exception("job %s failed after %d tries", job_id, tries)
         async with tenant_transaction(deps.pool, tenant_id) as conn:
             job = await jobs_db.record_batch(
-                conn, job_id, cursor=None, succeeded=0, failed=0, skipped=0, counters={},
+                conn,
+                job_id,
+                cursor=None,
+                succeeded=0,
+                failed=0,
+                skipped=0,
+                counters={},
                 errors=[ItemFailure("INTERNAL", f"The job stopped on an error: {exc}")],
                 step="failed",
             )

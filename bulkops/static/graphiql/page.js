@@ -8,8 +8,7 @@
   var TOKEN_KEY = 'bulkops:graphiql:token';
 
   var DEFAULT_QUERY = [
-    '# bulkops: your API token goes in the Headers tab',
-    '# (or open this page as /graphql#token=...).',
+    '# API token: Headers tab, or /graphql#token=...',
     'query Overview {',
     '  operations {',
     '    name',
@@ -78,17 +77,15 @@
     return null;
   }
 
-  function isSubscription(params, opts) {
-    var doc = opts && opts.documentAST;
-    if (!doc || !doc.definitions) return false;
-    var operations = doc.definitions.filter(function (def) {
-      return def.kind === 'OperationDefinition';
-    });
-    var chosen = operations.find(function (def) {
-      return params.operationName ? def.name && def.name.value === params.operationName : true;
-    });
-    if (!params.operationName && operations.length !== 1) chosen = null;
-    return Boolean(chosen && chosen.operation === 'subscription');
+  // Parsed here, from the query sent: the editor's own parsed document can lag behind it.
+  function isSubscription(params) {
+    var graphql = GraphiQL.GraphQL;
+    try {
+      var operation = graphql.getOperationAST(graphql.parse(params.query), params.operationName);
+      return Boolean(operation && operation.operation === 'subscription');
+    } catch (e) {
+      return false; /* a syntax error: the server reports it */
+    }
   }
 
   // A minimal graphql-transport-ws client: one WebSocket per subscription, authenticated in
@@ -187,7 +184,7 @@
   var httpFetcher = GraphiQL.createFetcher({ url: ENDPOINT });
 
   function fetcher(params, opts) {
-    if (isSubscription(params, opts)) {
+    if (isSubscription(params)) {
       return subscribeOverWebSocket(params, authorizationFrom(opts && opts.headers));
     }
     return httpFetcher(params, opts);

@@ -1,0 +1,256 @@
+"""Jobs as a user follows them: progress subscriptions, cancel, per-item failures."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from bulkops.config import Settings
+from bulkops.db.pool import create_pool
+from bulkops.services.storage import LocalStorage
+from bulkops.tasks.runner import WorkerDeps, run_slice
+from tests.api.queries import CANCEL, DELETE, JOB, JOB_SUBSCRIPTION, SET_STATUS
+from tests.support import GraphQLClient, Subscription, Tenant, make_products, run_worker
+
+BACKGROUND = {"mode": "BACKGROUND"}
+
+
+async def queue_delete(gql: GraphQLClient, selection: dict[str, Any]) -> str:
+    result = (await gql(DELETE, {"selection": selection, "options": BACKGROUND}))["deleteProducts"]
+    assert result["__typename"] == "JobQueued", result
+    return str(result["job"]["id"])
+
+
+async def one_slice(settings: Settings, job_id: str, tenant: Tenant) -> str:
+    """Run exactly one slice of a job with the real runner, as a worker would."""
+    pool = await create_pool(settings.database_url or "", min_size=1, max_size=2)
+    redis = aioredis.from_url(settings.redis_url or "")
+    from arq.connections import ArqRedis
+
+    arq_redis = ArqRedis(connection_pool=redis.connection_pool)
+    try:
+        deps = WorkerDeps(settings, pool, LocalStorage(settings.resolved_storage_dir))
+        return await run_slice(deps, arq_redis, job_id, tenant.id)
+    finally:
+        await pool.close()
+        await redis.aclose()
+
+
+async def test_subscriber_sees_every_state_in_rising_versions_until_the_terminal_one(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    ws_url: str,
+) -> None:
+    await make_products(owner, storage, tenant, 40, with_images=False)
+    job_id = await queue_delete(gql, {"filter": {}})
+    sub = Subscription(ws_url, tenant.token)
+    await sub.connect()
+    await sub.start(JOB_SUBSCRIPTION, {"id": job_id})
+    first = await sub.next()
+    assert first["payload"]["data"]["job"]["status"] == "QUEUED"
+    worker = asyncio.create_task(run_worker(settings.model_copy(update={"batch_size": 10})))
+    rest = await sub.messages()
+    await worker
+    await sub.close()
+    states = [first["payload"]["data"]["job"]] + [
+        m["payload"]["data"]["job"] for m in rest if m["type"] == "next"
+    ]
+    assert rest[-1]["type"] == "complete"
+    versions = [s["version"] for s in states]
+    assert versions == sorted(set(versions)), versions
+    assert states[-1]["status"] == "SUCCEEDED"
+    assert states[-1]["processed"] == 40
+    assert "RUNNING" in {s["status"] for s in states}
+    processed = [s["processed"] for s in states]
+    assert processed == sorted(processed)
+
+
+async def test_late_subscriber_still_receives_the_terminal_state(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    ws_url: str,
+) -> None:
+    await make_products(owner, storage, tenant, 12, with_images=False)
+    job_id = await queue_delete(gql, {"filter": {}})
+    await run_worker(settings)
+    sub = Subscription(ws_url, tenant.token)
+    await sub.connect(init_key="Authorization")
+    await sub.start(JOB_SUBSCRIPTION, {"id": job_id})
+    messages = await sub.messages()
+    await sub.close()
+    assert [m["type"] for m in messages] == ["next", "complete"]
+    job = messages[0]["payload"]["data"]["job"]
+    assert (job["status"], job["processed"], job["progress"]) == ("SUCCEEDED", 12, 1.0)
+
+
+async def test_jobs_subscription_streams_only_the_callers_jobs(
+    gql: GraphQLClient,
+    http: Any,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    settings: Settings,
+    ws_url: str,
+) -> None:
+    await make_products(owner, storage, tenant, 5, with_images=False)
+    await make_products(owner, storage, other_tenant, 5, with_images=False)
+    sub = Subscription(ws_url, tenant.token)
+    await sub.connect()
+    await sub.start("subscription { jobs { id status operation } }", {})
+    # The subscription is live once the server has read the (empty) list of open jobs.
+    await asyncio.sleep(0.3)
+    theirs = await queue_delete(GraphQLClient(http, other_tenant.token), {"filter": {}})
+    mine = await queue_delete(gql, {"filter": {}})
+    await run_worker(settings)
+    seen = []
+    while not seen or seen[-1]["status"] != "SUCCEEDED":
+        seen.append((await sub.next(timeout=10))["payload"]["data"]["jobs"])
+    await sub.close()
+    assert {s["id"] for s in seen} == {mine}
+    assert theirs != mine
+    assert [s["status"] for s in seen][0] == "QUEUED"
+
+
+async def test_cancelling_a_queued_job_means_it_never_runs(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    await make_products(owner, storage, tenant, 20, with_images=False)
+    job_id = await queue_delete(gql, {"filter": {}})
+    cancelled = (await gql(CANCEL, {"id": job_id}))["cancelJob"]
+    assert cancelled == {"__typename": "Job", "id": job_id, "status": "CANCELLED"}
+    await run_worker(settings)
+    job = (await gql(JOB, {"id": job_id}))["job"]
+    assert (job["status"], job["processed"]) == ("CANCELLED", 0)
+    assert await owner.fetchval("SELECT count(*) FROM products") == 20
+
+
+async def test_cancelling_a_running_job_stops_it_between_batches_keeping_what_was_done(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    await make_products(owner, storage, tenant, 50, with_images=False)
+    job_id = await queue_delete(gql, {"filter": {}})
+    # One batch of 10 per slice: after the first slice the job is running, 10 items done.
+    tiny = settings.model_copy(update={"batch_size": 10, "slice_seconds": 0.0})
+    assert await one_slice(tiny, job_id, tenant) == "SLICED"
+    running = (await gql(JOB, {"id": job_id}))["job"]
+    assert (running["status"], running["processed"]) == ("RUNNING", 10)
+
+    cancelling = (await gql(CANCEL, {"id": job_id}))["cancelJob"]
+    assert cancelling["status"] == "CANCELLING"
+    await run_worker(tiny)
+
+    job = (await gql(JOB, {"id": job_id}))["job"]
+    assert (job["status"], job["processed"], job["succeeded"]) == ("CANCELLED", 10, 10)
+    assert job["result"]["succeeded"] == 10
+    assert await owner.fetchval("SELECT count(*) FROM products") == 40
+    again = (await gql(CANCEL, {"id": job_id}))["cancelJob"]
+    assert again["__typename"] == "Rejected"
+    assert (again["code"], again["field"]) == ("JOB_FINISHED", ["id"])
+
+
+async def test_a_job_longer_than_a_slice_continues_from_its_cursor(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    ids = await make_products(owner, storage, tenant, 45, with_images=False)
+    result = (
+        await gql(
+            SET_STATUS,
+            {
+                "selection": {"ids": [str(i) for i in ids]},
+                "status": "ACTIVE",
+                "options": BACKGROUND,
+            },
+        )
+    )["setProductStatus"]
+    job_id = result["job"]["id"]
+    await run_worker(settings.model_copy(update={"batch_size": 10, "slice_seconds": 0.0}))
+    job = (await gql(JOB, {"id": job_id}))["job"]
+    assert (job["status"], job["processed"], job["succeeded"]) == ("SUCCEEDED", 45, 45)
+    slices = await owner.fetchval("SELECT slices FROM jobs WHERE id = $1", job_id)
+    assert slices == 5
+    assert await owner.fetchval("SELECT count(*) FROM products WHERE status = 'ACTIVE'") == 45
+
+
+async def test_items_that_fail_are_recorded_and_the_job_ends_partial(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    ids = await make_products(owner, storage, tenant, 30, with_images=False)
+    result = (
+        await gql(
+            SET_STATUS,
+            {
+                "selection": {"ids": [str(i) for i in ids]},
+                "status": "ARCHIVED",
+                "options": BACKGROUND,
+            },
+        )
+    )["setProductStatus"]
+    job_id = result["job"]["id"]
+    # Five products disappear after the job was accepted and before it runs.
+    gone = ids[3:8]
+    await owner.execute("DELETE FROM products WHERE id = ANY($1::bigint[])", gone)
+    await run_worker(settings.model_copy(update={"batch_size": 7}))
+
+    job = (await gql(JOB, {"id": job_id}))["job"]
+    assert job["status"] == "PARTIAL"
+    assert (job["processed"], job["succeeded"], job["failed"]) == (30, 25, 5)
+    errors = job["errors"]
+    assert errors["totalCount"] == 5
+    assert sorted(int(e["node"]["itemId"]) for e in errors["edges"]) == gone
+    assert {e["node"]["code"] for e in errors["edges"]} == {"NOT_FOUND"}
+    assert {int(e["itemId"]) for e in job["recentErrors"]} <= set(gone)
+    archived = await owner.fetchval("SELECT count(*) FROM products WHERE status = 'ARCHIVED'")
+    assert archived == 25
+
+
+async def test_abort_policy_stops_at_the_first_failing_batch_leaving_it_unapplied(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    ids = await make_products(owner, storage, tenant, 30, with_images=False)
+    result = (
+        await gql(
+            SET_STATUS,
+            {
+                "selection": {"ids": [str(i) for i in ids]},
+                "status": "ARCHIVED",
+                "options": {"mode": "BACKGROUND", "errorPolicy": "ABORT"},
+            },
+        )
+    )["setProductStatus"]
+    await owner.execute("DELETE FROM products WHERE id = $1", ids[15])
+    await run_worker(settings.model_copy(update={"batch_size": 10}))
+    job = (await gql(JOB, {"id": result["job"]["id"]}))["job"]
+    assert (job["status"], job["succeeded"], job["failed"]) == ("FAILED", 10, 1)
+    # The first batch landed; the failing second batch left nothing behind.
+    archived = await owner.fetch("SELECT id FROM products WHERE status = 'ARCHIVED' ORDER BY id")
+    assert [r["id"] for r in archived] == ids[:10]
