@@ -118,7 +118,7 @@ async def test_jobs_subscription_streams_only_the_callers_jobs(
     await sub.close()
     assert {s["id"] for s in seen} == {mine}
     assert theirs != mine
-    assert [s["status"] for s in seen][0] == "QUEUED"
+    assert seen[0]["status"] == "QUEUED"
 
 
 async def test_cancelling_a_queued_job_means_it_never_runs(
