@@ -89,6 +89,9 @@ def build_worker(
         "poll_delay": settings.worker_poll_delay,
         "job_timeout": max(300, int(settings.slice_seconds * 20)),
         "keep_result": 60,
+        # On SIGTERM a slice is let finish (it ends at a batch boundary and re-enqueues
+        # itself from its cursor) instead of being cancelled mid-batch.
+        "job_completion_wait": int(settings.slice_seconds) + 10,
         "burst": burst,
         "handle_signals": handle_signals,
     }
