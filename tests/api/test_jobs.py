@@ -104,21 +104,22 @@ async def test_jobs_subscription_streams_only_the_callers_jobs(
 ) -> None:
     await make_products(owner, storage, tenant, 5, with_images=False)
     await make_products(owner, storage, other_tenant, 5, with_images=False)
+    mine = await queue_delete(gql, {"filter": {}})
     sub = Subscription(ws_url, tenant.token)
     await sub.connect()
     await sub.start("subscription { jobs { id status operation } }", {})
-    # The subscription is live once the server has read the (empty) list of open jobs.
-    await asyncio.sleep(0.3)
+    # The stream opens with the tenant's unfinished jobs, so it is live from here on.
+    first = (await sub.next(timeout=10))["payload"]["data"]["jobs"]
+    assert (first["id"], first["status"]) == (mine, "QUEUED")
     theirs = await queue_delete(GraphQLClient(http, other_tenant.token), {"filter": {}})
-    mine = await queue_delete(gql, {"filter": {}})
     await run_worker(settings)
-    seen = []
-    while not seen or seen[-1]["status"] != "SUCCEEDED":
+    seen = [first]
+    while seen[-1]["status"] != "SUCCEEDED":
         seen.append((await sub.next(timeout=10))["payload"]["data"]["jobs"])
     await sub.close()
-    assert {s["id"] for s in seen} == {mine}
     assert theirs != mine
-    assert seen[0]["status"] == "QUEUED"
+    assert {s["id"] for s in seen} == {mine}
+    assert [s["status"] for s in seen][-2:] == ["RUNNING", "SUCCEEDED"]
 
 
 async def test_cancelling_a_queued_job_means_it_never_runs(

@@ -1,0 +1,1 @@
+"""Benchmarks: each script measures one workload against its raw-SQL baseline."""
