@@ -9,8 +9,11 @@ from typing import Any, ClassVar, Generic, TypeVar
 import asyncpg
 from pydantic import BaseModel
 
-from bulkops.errors import BulkopsError
-from bulkops.models import ItemFailure
+from bulkops.db import products as products_db
+from bulkops.db.datasets import dataset_exists
+from bulkops.errors import BulkopsError, NotFoundError
+from bulkops.models import ItemFailure, ProductRow
+from bulkops.selection import Selection
 
 SAMPLE_SIZE = 10
 
@@ -85,6 +88,43 @@ class Operation(ABC, Generic[P]):
 
     async def check(self, conn: asyncpg.Connection, params: P) -> None:
         """Refuse parameters that name missing things (raise InputError); default: none."""
+
+    # The items of an operation are products unless it says otherwise: the three methods
+    # below are where an operation over other items (images, uploaded rows) says how
+    # its selection is counted, checked and walked in key order.
+
+    async def count(self, conn: asyncpg.Connection, selection: Selection) -> int:
+        """How many items the selection holds; unknown or foreign ids are refused."""
+        if selection.ids is not None:
+            missing = await products_db.missing_ids(conn, list(selection.ids))
+            if missing:
+                shown = ", ".join(str(i) for i in missing[:10])
+                more = " and more" if len(missing) > 10 else ""
+                raise NotFoundError(
+                    f"No product with id {shown}{more}.", field=["selection", "ids"]
+                )
+            return len(selection.ids)
+        flt = selection.filter
+        if (
+            flt is not None
+            and flt.dataset_id is not None
+            and not await dataset_exists(conn, flt.dataset_id)
+        ):
+            raise NotFoundError(
+                f"Dataset {flt.dataset_id} does not exist.",
+                field=["selection", "filter", "datasetId"],
+            )
+        return await products_db.count_filter(conn, flt)
+
+    async def filter_batch(
+        self, conn: asyncpg.Connection, selection: Selection, *, after: int, limit: int
+    ) -> list[int]:
+        """The next `limit` item ids of a filter selection past `after`, in key order."""
+        return await products_db.filter_batch_ids(conn, selection.filter, after=after, limit=limit)
+
+    async def sample(self, conn: asyncpg.Connection, ids: list[int]) -> list[ProductRow]:
+        """The products a dry run shows for the items `ids`."""
+        return await products_db.products_by_ids(conn, ids)
 
     @abstractmethod
     async def apply_batch(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,10 +12,8 @@ from pydantic import ValidationError
 
 from bulkops.constants import QUEUE_NAME, slice_job_id
 from bulkops.db import jobs as jobs_db
-from bulkops.db import products as products_db
-from bulkops.db.datasets import dataset_exists
 from bulkops.db.pool import tenant_transaction
-from bulkops.errors import InputError, NotFoundError
+from bulkops.errors import InputError
 from bulkops.models import JobState, ProductRow
 from bulkops.operations import get_operation
 from bulkops.operations.base import BatchOutcome, JobAborted, Operation
@@ -75,32 +74,10 @@ def parse_params(op: Operation[Any], raw: dict[str, Any]) -> Any:
         ) from None
 
 
-async def count_selection(conn: asyncpg.Connection, selection: Selection) -> int:
-    """How many products the selection holds; unknown or foreign ids are refused."""
-    if selection.ids is not None:
-        missing = await products_db.missing_ids(conn, list(selection.ids))
-        if missing:
-            shown = ", ".join(str(i) for i in missing[:10])
-            raise NotFoundError(
-                f"No product with id {shown}{' and more' if len(missing) > 10 else ''}.",
-                field=["selection", "ids"],
-            )
-        return len(selection.ids)
-    flt = selection.filter
-    if (
-        flt is not None
-        and flt.dataset_id is not None
-        and not await dataset_exists(conn, flt.dataset_id)
-    ):
-        raise NotFoundError(
-            f"Dataset {flt.dataset_id} does not exist.",
-            field=["selection", "filter", "datasetId"],
-        )
-    return await products_db.count_filter(conn, flt)
-
-
-async def selection_batches(conn: asyncpg.Connection, selection: Selection, batch_size: int) -> Any:
-    """Batches of ids of an inline run, in key order."""
+async def selection_batches(
+    conn: asyncpg.Connection, op: Operation[Any], selection: Selection, batch_size: int
+) -> AsyncIterator[list[int]]:
+    """Batches of item ids of an inline run, in key order."""
     if selection.ids is not None:
         ids = list(selection.ids)
         for start in range(0, len(ids), batch_size):
@@ -108,9 +85,7 @@ async def selection_batches(conn: asyncpg.Connection, selection: Selection, batc
         return
     after = 0
     while True:
-        batch = await products_db.filter_batch_ids(
-            conn, selection.filter, after=after, limit=batch_size
-        )
+        batch = await op.filter_batch(conn, selection, after=after, limit=batch_size)
         if not batch:
             return
         yield batch
@@ -134,7 +109,7 @@ async def submit(
     parsed = parse_params(op, params)
     async with tenant_transaction(services.pool, tenant_id) as conn:
         await op.check(conn, parsed)
-        matched = await count_selection(conn, selection)
+        matched = await op.count(conn, selection)
     limits = op.thresholds
     if options.mode == "INLINE" and matched > limits.inline_limit and not options.dry_run:
         raise InputError(
@@ -173,7 +148,7 @@ async def run_inline(
     sample: list[ProductRow] = []
     try:
         async with tenant_transaction(services.pool, tenant_id) as conn:
-            async for ids in selection_batches(conn, selection, op.thresholds.batch_size):
+            async for ids in selection_batches(conn, op, selection, op.thresholds.batch_size):
                 if options.dry_run:
                     outcome = await _dry_batch(conn, op, params, ids)
                 else:
@@ -184,7 +159,7 @@ async def run_inline(
                     raise _Rollback
             if options.dry_run:
                 # Each batch was undone, so even deleted products can be shown.
-                sample = await products_db.products_by_ids(conn, total.changed_ids)
+                sample = await op.sample(conn, total.changed_ids)
                 raise _Rollback
     except _Rollback:
         pass

@@ -13,7 +13,6 @@ from arq.connections import ArqRedis
 
 from bulkops.config import Settings
 from bulkops.db import jobs as jobs_db
-from bulkops.db import products as products_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.models import ItemFailure, JobState
 from bulkops.operations import REGISTRY
@@ -41,11 +40,16 @@ class _AbortBatch(Exception):
 
 
 async def _next_ids(
-    conn: asyncpg.Connection, job_id: str, selection: Selection, cursor: int, limit: int
+    conn: asyncpg.Connection,
+    op: Operation[Any],
+    job_id: str,
+    selection: Selection,
+    cursor: int,
+    limit: int,
 ) -> list[int]:
     if selection.ids is not None:
         return await jobs_db.item_batch_ids(conn, job_id, after=cursor, limit=limit)
-    return await products_db.filter_batch_ids(conn, selection.filter, after=cursor, limit=limit)
+    return await op.filter_batch(conn, selection, after=cursor, limit=limit)
 
 
 async def _finish(conn: asyncpg.Connection, job: JobState, status: str, *, step: str) -> JobState:
@@ -119,7 +123,7 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
             elif job.status != "RUNNING":
                 return job.status
             else:
-                ids = await _next_ids(conn, job_id, selection, cursor, batch_size)
+                ids = await _next_ids(conn, op, job_id, selection, cursor, batch_size)
                 if ids:
                     images_before = job.counters.get("deletedImages", 0)
                     job = await _apply(conn, op, params, job, ids)
