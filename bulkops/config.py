@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     # Overrides every operation's own batch size when set (tuning, tests).
     batch_size: int | None = None
     slice_seconds: float = 5.0
+    # A running job's lease; a job whose lease lapses (worker killed) is re-enqueued.
+    lease_seconds: float = 10.0
+    reconcile_every_seconds: int = 5
+    max_running_jobs_per_tenant: int = 4
+    quota_retry_seconds: float = 1.0
+    job_retention_days: float = 7.0
+    idempotency_hours: float = 24.0
     publish_interval: float = 0.2
     subscription_recheck_seconds: float = 5.0
     worker_max_jobs: int = 4

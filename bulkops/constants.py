@@ -19,6 +19,14 @@ def tenant_jobs_channel(tenant_id: str) -> str:
     return f"{PREFIX}:tenant:{tenant_id}:jobs"
 
 
-def slice_job_id(job_id: str, slice_no: int) -> str:
+def slice_job_id(job_id: str, nonce: str) -> str:
     """arq job id of one slice of a bulk job; unique so a re-enqueue is never deduplicated."""
-    return f"{PREFIX}:slice:{job_id}:{slice_no}"
+    return f"{PREFIX}:slice:{job_id}:{nonce}"
+
+
+def queued_marker(job_id: str) -> str:
+    """Key holding the arq job id of the job's latest enqueued slice."""
+    return f"{PREFIX}:queued:{job_id}"
+
+
+RECONCILE_LOCK = f"{PREFIX}:reconcile-lock"

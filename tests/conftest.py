@@ -27,7 +27,8 @@ from bulkops.services.storage import LocalStorage
 from tests.support import GraphQLClient, Tenant, make_tenant
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = "bulkops_test_template"
+# Several test sessions may share the embedded server: every name carries this pid.
+TEMPLATE = f"bulkops_tmpl_{os.getpid()}"
 _counter = itertools.count()
 
 
@@ -36,15 +37,26 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 async def _build_template(admin_url: str) -> None:
     conn = await asyncpg.connect(admin_url)
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
-        stale = await conn.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'bulkops_test_%'"
+        rows = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname ~ '^bulkops_(test|tmpl)_[0-9]+'"
         )
-        for row in stale:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+        for row in rows:
+            owner_pid = int(row["datname"].split("_")[2])
+            if owner_pid == os.getpid() or not _alive(owner_pid):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
         await conn.execute(f"CREATE DATABASE {TEMPLATE}")
     finally:
         await conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -21,11 +22,12 @@ async def insert_job(
     selection: dict[str, Any],
     total: int,
     parent_id: str | None = None,
+    idempotency_key: str | None = None,
 ) -> JobState:
     row = await conn.fetchrow(
         """INSERT INTO jobs (operation, priority, error_policy, params, selection, total,
-                             parent_id, current_step)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued')
+                             parent_id, idempotency_key, current_step)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued')
            RETURNING *""",
         operation,
         priority,
@@ -34,6 +36,7 @@ async def insert_job(
         selection,
         total,
         parent_id,
+        idempotency_key,
     )
     return JobState.from_row(row)
 
@@ -72,15 +75,100 @@ async def get_jobs(conn: asyncpg.Connection, job_ids: list[str]) -> list[JobStat
     return [JobState.from_row(r) for r in rows]
 
 
-async def lock_job(conn: asyncpg.Connection, job_id: str) -> tuple[JobState, dict[str, Any], int]:
-    """The job row, locked until the transaction ends, with its selection and cursor."""
+@dataclass(frozen=True)
+class LockedJob:
+    """A job row locked until the transaction ends, with what only the runner needs."""
+
+    state: JobState
+    selection: dict[str, Any]
+    cursor: int
+    lease_owner: str | None
+    lease_live: bool
+
+
+async def lock_job(conn: asyncpg.Connection, job_id: str) -> LockedJob:
+    """The job row, locked until the transaction ends (LookupError when there is none)."""
     row = await conn.fetchrow(
-        "SELECT * FROM jobs WHERE id = $1 AND tenant_id = current_tenant_id() FOR UPDATE",
+        """SELECT *, COALESCE(lease_expires_at > clock_timestamp(), false) AS lease_live
+           FROM jobs WHERE id = $1 AND tenant_id = current_tenant_id() FOR UPDATE""",
         job_id,
     )
     if row is None:
         raise LookupError(job_id)
-    return JobState.from_row(row), row["selection"], row["cursor"]
+    return LockedJob(
+        JobState.from_row(row),
+        row["selection"],
+        row["cursor"],
+        row["lease_owner"],
+        row["lease_live"],
+    )
+
+
+async def hold_lease(
+    conn: asyncpg.Connection, job_id: str, owner: str | None, seconds: float
+) -> None:
+    """Hold (or, with owner None, release) the job's lease."""
+    await conn.execute(
+        """UPDATE jobs SET lease_owner = $2,
+             lease_expires_at = CASE WHEN $2::text IS NULL THEN NULL
+                                     ELSE clock_timestamp() + make_interval(secs => $3) END
+           WHERE id = $1 AND tenant_id = current_tenant_id()""",
+        job_id,
+        owner,
+        seconds,
+    )
+
+
+async def count_running(conn: asyncpg.Connection, *, other_than: str) -> int:
+    """The tenant's jobs running now under a live lease, other than `other_than`."""
+    count: int = await conn.fetchval(
+        """SELECT count(*) FROM jobs
+           WHERE tenant_id = current_tenant_id() AND id <> $1
+             AND status IN ('RUNNING', 'CANCELLING') AND lease_expires_at > clock_timestamp()""",
+        other_than,
+    )
+    return count
+
+
+async def queue_position(conn: asyncpg.Connection, job_id: str) -> int | None:
+    """1 for the tenant's oldest queued job, and so on; None when the job is not queued."""
+    position: int | None = await conn.fetchval(
+        """SELECT CASE WHEN j.status = 'QUEUED' THEN (
+                    SELECT count(*) FROM jobs q
+                    WHERE q.tenant_id = j.tenant_id AND q.status = 'QUEUED'
+                      AND (q.created_at, q.id) <= (j.created_at, j.id)) END
+           FROM jobs j WHERE j.id = $1 AND j.tenant_id = current_tenant_id()""",
+        job_id,
+    )
+    return position
+
+
+async def failed_item_ids(conn: asyncpg.Connection, job_id: str) -> list[int]:
+    rows = await conn.fetch(
+        """SELECT DISTINCT item_id FROM job_errors
+           WHERE job_id = $1 AND tenant_id = current_tenant_id() AND item_id IS NOT NULL
+           ORDER BY item_id""",
+        job_id,
+    )
+    return [r["item_id"] for r in rows]
+
+
+async def copy_job_items(conn: asyncpg.Connection, source: str, target: str) -> int:
+    status: str = await conn.execute(
+        """INSERT INTO job_items (job_id, item_id)
+           SELECT $2, item_id FROM job_items
+           WHERE job_id = $1 AND tenant_id = current_tenant_id()""",
+        source,
+        target,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def raw_selection(conn: asyncpg.Connection, job_id: str) -> dict[str, Any]:
+    selection: dict[str, Any] = await conn.fetchval(
+        "SELECT selection FROM jobs WHERE id = $1 AND tenant_id = current_tenant_id()", job_id
+    )
+    return selection
 
 
 async def set_status(
@@ -103,7 +191,10 @@ async def set_status(
                                ELSE started_at END,
              finished_at = CASE WHEN $2 IN ('CANCELLED', 'SUCCEEDED', 'PARTIAL', 'FAILED')
                                 THEN clock_timestamp() ELSE finished_at END,
-             slices = slices + CASE WHEN $2 = 'RUNNING' THEN 1 ELSE 0 END
+             slices = slices + CASE WHEN $2 = 'RUNNING' THEN 1 ELSE 0 END,
+             lease_owner = CASE WHEN $2 IN ('RUNNING', 'CANCELLING') THEN lease_owner END,
+             lease_expires_at = CASE WHEN $2 IN ('RUNNING', 'CANCELLING')
+                                     THEN lease_expires_at END
            WHERE id = $1 AND tenant_id = current_tenant_id()
            RETURNING *""",
         job_id,
@@ -125,6 +216,7 @@ async def record_batch(
     counters: dict[str, int],
     errors: list[ItemFailure],
     step: str,
+    lease_seconds: float | None = None,
 ) -> JobState:
     """Add one batch's outcome to the job, in the batch's own transaction; a `cursor`
     of None leaves the cursor where it is."""
@@ -155,7 +247,9 @@ async def record_batch(
                                           ORDER BY n DESC LIMIT $9) AS last_) END,
              current_step = $8,
              version = version + 1,
-             updated_at = clock_timestamp()
+             updated_at = clock_timestamp(),
+             lease_expires_at = CASE WHEN $10::float8 IS NULL THEN lease_expires_at
+                                     ELSE clock_timestamp() + make_interval(secs => $10) END
            WHERE id = $1 AND tenant_id = current_tenant_id()
            RETURNING *""",
         job_id,
@@ -167,6 +261,7 @@ async def record_batch(
         recent,
         step,
         RECENT_ERRORS,
+        lease_seconds,
     )
     return JobState.from_row(row)
 

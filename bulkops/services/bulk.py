@@ -10,7 +10,6 @@ import asyncpg
 from arq.connections import ArqRedis
 from pydantic import ValidationError
 
-from bulkops.constants import QUEUE_NAME, slice_job_id
 from bulkops.db import jobs as jobs_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.errors import InputError
@@ -19,6 +18,7 @@ from bulkops.operations import get_operation
 from bulkops.operations.base import BatchOutcome, JobAborted, Operation
 from bulkops.selection import Selection
 from bulkops.services.progress import publish_state
+from bulkops.services.queue import enqueue_slice
 from bulkops.services.storage import LocalStorage, purge_deleted_files
 
 
@@ -214,16 +214,6 @@ async def queue_job(
         )
         if selection.ids is not None:
             await jobs_db.insert_job_items(conn, job.id, list(selection.ids))
-    await enqueue_slice(services.redis, job, 0)
+    await enqueue_slice(services.redis, job.id, job.tenant_id, job.priority)
     await publish_state(services.redis, job)
     return job
-
-
-async def enqueue_slice(redis: ArqRedis, job: JobState, slice_no: int) -> None:
-    await redis.enqueue_job(
-        "run_job",
-        job.id,
-        job.tenant_id,
-        _job_id=slice_job_id(job.id, slice_no),
-        _queue_name=QUEUE_NAME,
-    )

@@ -17,7 +17,7 @@ async def cancel_job(pool: asyncpg.Pool, redis: Redis, tenant_id: str, job_id: s
     (CANCELLING) and ends CANCELLED after its current batch, keeping what was done."""
     async with tenant_transaction(pool, tenant_id) as conn:
         try:
-            job, _, _ = await jobs_db.lock_job(conn, job_id)
+            job = (await jobs_db.lock_job(conn, job_id)).state
         except LookupError:
             raise NotFoundError(f"No job {job_id}.", field=["id"]) from None
         if job.terminal:

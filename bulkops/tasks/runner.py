@@ -4,8 +4,11 @@ the job's counters and the new cursor, so a batch is applied exactly once."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -18,9 +21,9 @@ from bulkops.models import ItemFailure, JobState
 from bulkops.operations import REGISTRY
 from bulkops.operations.base import BatchOutcome, JobAborted, Operation
 from bulkops.selection import Selection
-from bulkops.services.bulk import enqueue_slice
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
+from bulkops.services.queue import enqueue_slice
 from bulkops.services.storage import LocalStorage, purge_deleted_files
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,10 @@ class WorkerDeps:
     settings: Settings
     pool: asyncpg.Pool
     storage: LocalStorage
+    # Names this worker process in job leases.
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
 
 
 class _AbortBatch(Exception):
@@ -83,16 +90,24 @@ async def _complete(conn: asyncpg.Connection, job: JobState, selection: Selectio
 
 
 async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: str) -> str:
-    """Run the job for one slice; re-enqueue it from its cursor if work is left."""
+    """Run the job for one slice; re-enqueue it from its cursor if work is left.
+
+    Returns what happened: the job's terminal status, SLICED (more to do, re-enqueued),
+    HELD (another worker holds the job), THROTTLED (the tenant's running-job quota is
+    full; re-enqueued shortly), PAUSED, or MISSING."""
     settings = deps.settings
     deadline = time.monotonic() + settings.slice_seconds
+    throttled = False
     async with tenant_transaction(deps.pool, tenant_id) as conn:
         try:
-            job, raw_selection, _ = await jobs_db.lock_job(conn, job_id)
+            locked = await jobs_db.lock_job(conn, job_id)
         except LookupError:
             return "MISSING"
+        job = locked.state
         if job.terminal or job.status == "PAUSED":
             return job.status
+        if locked.lease_live and locked.lease_owner != deps.worker_id:
+            return "HELD"
         op: Operation[Any] | None = REGISTRY.get(job.operation)
         if job.status == "CANCELLING":
             job = await _finish(conn, job, "CANCELLED", step="cancelled")
@@ -103,30 +118,43 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
                 ItemFailure("UNKNOWN_OPERATION", f"No operation {job.operation!r} is registered."),
                 step="failed",
             )
+        elif job.status == "QUEUED" and (
+            await jobs_db.count_running(conn, other_than=job_id)
+            >= settings.max_running_jobs_per_tenant
+        ):
+            throttled = True
         else:
             job = await jobs_db.set_status(conn, job_id, "RUNNING", step="running")
+            await jobs_db.hold_lease(conn, job_id, deps.worker_id, settings.lease_seconds)
+    if throttled:
+        await enqueue_slice(
+            redis, job.id, tenant_id, job.priority, delay=settings.quota_retry_seconds
+        )
+        return "THROTTLED"
     await publish_state(redis, job)
     if job.terminal or op is None:
         return job.status
 
     params = op.parse_params(job.params)
-    selection = Selection.from_job(raw_selection)
+    selection = Selection.from_job(locked.selection)
     batch_size = settings.batch_size or op.thresholds.batch_size
     last_publish = time.monotonic()
     while True:
         removed_files = False
         async with tenant_transaction(deps.pool, tenant_id) as conn:
-            job, _, cursor = await jobs_db.lock_job(conn, job_id)
+            locked = await jobs_db.lock_job(conn, job_id)
+            job = locked.state
             status_before = job.status
             if job.status == "CANCELLING":
                 job = await _finish(conn, job, "CANCELLED", step="cancelled")
-            elif job.status != "RUNNING":
-                return job.status
+            elif job.status != "RUNNING" or locked.lease_owner != deps.worker_id:
+                # Paused, or handed to another worker while this one stalled.
+                return job.status if job.status != "RUNNING" else "HELD"
             else:
-                ids = await _next_ids(conn, op, job_id, selection, cursor, batch_size)
+                ids = await _next_ids(conn, op, job_id, selection, locked.cursor, batch_size)
                 if ids:
                     images_before = job.counters.get("deletedImages", 0)
-                    job = await _apply(conn, op, params, job, ids)
+                    job = await _apply(conn, op, params, job, ids, settings.lease_seconds)
                     removed_files = job.counters.get("deletedImages", 0) > images_before
                 if not job.terminal and len(ids) < batch_size:
                     # A short batch is the last one: finish in the same transaction.
@@ -145,12 +173,19 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
             return job.status
         if now >= deadline:
             await publish_state(redis, job)
-            await enqueue_slice(redis, job, job.slices)
+            async with tenant_transaction(deps.pool, tenant_id) as conn:
+                await jobs_db.hold_lease(conn, job_id, None, 0)
+            await enqueue_slice(redis, job.id, tenant_id, job.priority)
             return "SLICED"
 
 
 async def _apply(
-    conn: asyncpg.Connection, op: Operation[Any], params: Any, job: JobState, ids: list[int]
+    conn: asyncpg.Connection,
+    op: Operation[Any],
+    params: Any,
+    job: JobState,
+    ids: list[int],
+    lease_seconds: float,
 ) -> JobState:
     """Apply one batch inside the caller's transaction and record it on the job."""
     try:
@@ -184,4 +219,5 @@ async def _apply(
         counters=outcome.counters,
         errors=outcome.errors,
         step="running",
+        lease_seconds=lease_seconds,
     )

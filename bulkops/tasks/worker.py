@@ -7,6 +7,7 @@ from typing import Any
 
 from arq import Retry
 from arq.connections import RedisSettings
+from arq.cron import cron
 from arq.worker import Worker, func
 
 from bulkops.config import Settings
@@ -17,6 +18,7 @@ from bulkops.models import ItemFailure
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
 from bulkops.services.storage import LocalStorage
+from bulkops.tasks.housekeeping import cleanup_task, reconcile_task
 from bulkops.tasks.runner import WorkerDeps, run_slice
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,19 @@ def build_worker(
         if deps is not None:
             await deps.pool.close()
 
+    every = max(1, settings.reconcile_every_seconds)
     options: dict[str, Any] = {
         "functions": [func(run_job, name="run_job", max_tries=MAX_TRIES)],
+        "cron_jobs": [
+            cron(
+                reconcile_task,
+                name="reconcile",
+                second=set(range(0, 60, every)),
+                run_at_startup=True,
+                timeout=60,
+            ),
+            cron(cleanup_task, name="cleanup", minute={17}, second={0}, timeout=600),
+        ],
         "queue_name": QUEUE_NAME,
         "redis_settings": redis_settings(settings.redis_url),
         "on_startup": startup,

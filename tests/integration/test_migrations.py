@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -11,6 +12,7 @@ from bulkops.db.migrate import apply_migrations, load_migrations
 from bulkops.embedded import EmbeddedServers
 from tests.conftest import with_database
 
+EMPTY = f"bulkops_test_{os.getpid()}_empty"
 TENANT_TABLES = {
     "products",
     "product_identifiers",
@@ -28,10 +30,10 @@ TENANT_TABLES = {
 async def empty_database(servers: EmbeddedServers) -> AsyncIterator[str]:
     assert servers.database_url
     admin = await asyncpg.connect(servers.database_url)
-    await admin.execute("DROP DATABASE IF EXISTS bulkops_test_empty WITH (FORCE)")
-    await admin.execute("CREATE DATABASE bulkops_test_empty")
-    yield with_database(servers.database_url, "bulkops_test_empty")
-    await admin.execute("DROP DATABASE IF EXISTS bulkops_test_empty WITH (FORCE)")
+    await admin.execute(f"DROP DATABASE IF EXISTS {EMPTY} WITH (FORCE)")
+    await admin.execute(f"CREATE DATABASE {EMPTY}")
+    yield with_database(servers.database_url, EMPTY)
+    await admin.execute(f"DROP DATABASE IF EXISTS {EMPTY} WITH (FORCE)")
     await admin.close()
 
 

@@ -1,0 +1,53 @@
+"""Periodic work of the workers: re-enqueue jobs the queue lost, remove expired jobs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from bulkops.services.queue import enqueue_slice, is_waiting
+from bulkops.tasks.runner import WorkerDeps
+
+log = logging.getLogger(__name__)
+
+
+async def reconcile(deps: WorkerDeps, redis: ArqRedis) -> int:
+    """Re-enqueue every unfinished job that no worker holds and no queued slice carries:
+    its worker died (its lease lapsed) or Redis lost the queue. The database is the
+    source of truth. Returns how many jobs were re-enqueued."""
+    async with deps.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT id, tenant_id, priority FROM unheld_jobs($1, 1000)",
+            timedelta(seconds=deps.settings.lease_seconds),
+        )
+    revived = 0
+    for row in rows:
+        job_id = str(row["id"])
+        if await is_waiting(redis, job_id):
+            continue
+        await enqueue_slice(redis, job_id, str(row["tenant_id"]), row["priority"])
+        revived += 1
+    if revived:
+        log.warning("re-enqueued %d job(s) that had no live worker or queued slice", revived)
+    return revived
+
+
+async def remove_expired(deps: WorkerDeps) -> int:
+    """Remove finished jobs past the retention, with their items and errors, and
+    expired idempotency keys. Returns how many jobs were removed."""
+    async with deps.pool.acquire() as conn:
+        removed: int = await conn.fetchval(
+            "SELECT remove_expired($1)", timedelta(days=deps.settings.job_retention_days)
+        )
+    return removed
+
+
+async def reconcile_task(ctx: dict[str, Any]) -> int:
+    return await reconcile(ctx["deps"], ctx["redis"])
+
+
+async def cleanup_task(ctx: dict[str, Any]) -> int:
+    return await remove_expired(ctx["deps"])
