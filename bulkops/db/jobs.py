@@ -120,11 +120,11 @@ async def hold_lease(
 
 
 async def count_running(conn: asyncpg.Connection, *, other_than: str) -> int:
-    """The tenant's jobs running now under a live lease, other than `other_than`."""
+    """The tenant's started, unfinished jobs (between slices too), other than `other_than`."""
     count: int = await conn.fetchval(
         """SELECT count(*) FROM jobs
            WHERE tenant_id = current_tenant_id() AND id <> $1
-             AND status IN ('RUNNING', 'CANCELLING') AND lease_expires_at > clock_timestamp()""",
+             AND status IN ('RUNNING', 'CANCELLING')""",
         other_than,
     )
     return count
@@ -262,6 +262,16 @@ async def record_batch(
         step,
         RECENT_ERRORS,
         lease_seconds,
+    )
+    return JobState.from_row(row)
+
+
+async def set_total(conn: asyncpg.Connection, job_id: str, total: int) -> JobState:
+    row = await conn.fetchrow(
+        """UPDATE jobs SET total = $2 WHERE id = $1 AND tenant_id = current_tenant_id()
+           RETURNING *""",
+        job_id,
+        total,
     )
     return JobState.from_row(row)
 

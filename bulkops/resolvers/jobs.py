@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
 
 import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
@@ -16,7 +17,7 @@ from bulkops.errors import InputError
 from bulkops.models import JobState
 from bulkops.operations import REGISTRY
 from bulkops.resolvers.paging import decode_cursor, int_cursor, page_size
-from bulkops.schema.enums import JobStatus
+from bulkops.schema.enums import JobStatus, RetryScope
 from bulkops.schema.types import (
     Info,
     ItemError,
@@ -26,12 +27,16 @@ from bulkops.schema.types import (
     JobActionResult,
     JobConnection,
     JobEdge,
+    JobQueued,
     OperationInfo,
     PageInfo,
     Rejected,
+    RetryJobResult,
     encode_cursor,
 )
-from bulkops.services.jobs import cancel_job as cancel_job_service
+from bulkops.services import jobs as job_service
+
+JobAction = Callable[[Any, Any, str, str], Awaitable[JobState]]
 
 
 def _job_uuid(value: str) -> str | None:
@@ -135,16 +140,43 @@ def operations() -> list[OperationInfo]:
     ]
 
 
-async def cancel_job(info: Info, id: strawberry.ID) -> JobActionResult:
+async def queue_position(info: Info, job_id: str) -> int | None:
+    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
+        return await jobs_db.queue_position(conn, job_id)
+
+
+async def _act(info: Info, id: strawberry.ID, action: JobAction) -> JobState | Rejected:
     job_id = _job_uuid(id)
     if job_id is None:
         return Rejected(code="INVALID_ID", message=f"{id!r} is not a job id.", field=["id"])
     state = info.context.state
     try:
-        job = await cancel_job_service(state["pool"], state["redis"], info.context.tenant, job_id)
+        return await action(state["pool"], state["redis"], info.context.tenant, job_id)
     except InputError as exc:
         return Rejected(code=exc.code, message=exc.message, field=exc.field or None)
-    return Job.from_state(job)
+
+
+async def cancel_job(info: Info, id: strawberry.ID) -> JobActionResult:
+    result = await _act(info, id, job_service.cancel_job)
+    return Job.from_state(result) if isinstance(result, JobState) else result
+
+
+async def pause_job(info: Info, id: strawberry.ID) -> JobActionResult:
+    result = await _act(info, id, job_service.pause_job)
+    return Job.from_state(result) if isinstance(result, JobState) else result
+
+
+async def resume_job(info: Info, id: strawberry.ID) -> JobActionResult:
+    result = await _act(info, id, job_service.resume_job)
+    return Job.from_state(result) if isinstance(result, JobState) else result
+
+
+async def retry_job(info: Info, id: strawberry.ID, scope: RetryScope) -> RetryJobResult:
+    async def action(pool: Any, redis: Any, tenant_id: str, job_id: str) -> JobState:
+        return await job_service.retry_job(pool, redis, tenant_id, job_id, scope=scope.value)
+
+    result = await _act(info, id, action)
+    return JobQueued(job=Job.from_state(result)) if isinstance(result, JobState) else result
 
 
 def _not_found(job_id: str) -> StrawberryGraphQLError:

@@ -8,7 +8,7 @@ import strawberry
 
 from bulkops.resolvers import bulk, catalog
 from bulkops.resolvers import jobs as job_resolvers
-from bulkops.schema.enums import JobStatus, ProductStatus
+from bulkops.schema.enums import JobStatus, ProductStatus, RetryScope
 from bulkops.schema.inputs import BulkOptions, ProductFilter, ProductSelection
 from bulkops.schema.types import (
     AddProductsToDatasetResult,
@@ -24,6 +24,7 @@ from bulkops.schema.types import (
     Product,
     ProductConnection,
     RemoveProductsFromDatasetResult,
+    RetryJobResult,
     SetProductStatusResult,
 )
 
@@ -132,9 +133,28 @@ class Mutation:
     async def create_dataset(self, info: Info, name: str) -> CreateDatasetResult:
         return await catalog.create_dataset(info, name)
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="A queued or paused job ends CANCELLED at once; a running one after its "
+        "current batch, keeping what it did."
+    )
     async def cancel_job(self, info: Info, id: strawberry.ID) -> JobActionResult:
         return await job_resolvers.cancel_job(info, id)
+
+    @strawberry.mutation(description="Stop after the current batch; resumeJob continues.")
+    async def pause_job(self, info: Info, id: strawberry.ID) -> JobActionResult:
+        return await job_resolvers.pause_job(info, id)
+
+    @strawberry.mutation(description="Queue a paused job again; it continues from its cursor.")
+    async def resume_job(self, info: Info, id: strawberry.ID) -> JobActionResult:
+        return await job_resolvers.resume_job(info, id)
+
+    @strawberry.mutation(
+        description="A child job (its parent is this job) over the failed items or over all."
+    )
+    async def retry_job(
+        self, info: Info, id: strawberry.ID, scope: RetryScope = RetryScope.FAILED_ITEMS
+    ) -> RetryJobResult:
+        return await job_resolvers.retry_job(info, id, scope)
 
 
 @strawberry.type

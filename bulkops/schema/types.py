@@ -237,6 +237,16 @@ class Job:
 
         return await job_errors(info, str(self.id), first=first, after=after)
 
+    @strawberry.field(
+        description="1 for the tenant's next job to start, and so on; null unless QUEUED."
+    )
+    async def queue_position(self, info: Info) -> int | None:
+        if self.status is not JobStatus.QUEUED:
+            return None
+        from bulkops.resolvers.jobs import queue_position
+
+        return await queue_position(info, str(self.id))
+
     @strawberry.field
     async def parent(self, info: Info) -> Job | None:
         if self.parent_id is None:
@@ -329,6 +339,7 @@ RemoveProductsFromDatasetResult = Annotated[
 ]
 CreateDatasetResult = Annotated[Dataset | Rejected, strawberry.union("CreateDatasetResult")]
 JobActionResult = Annotated[Job | Rejected, strawberry.union("JobActionResult")]
+RetryJobResult = Annotated[JobQueued | Rejected, strawberry.union("RetryJobResult")]
 
 SUMMARY_TYPES: dict[str, Any] = {
     "deleteProducts": DeleteProductsSummary,

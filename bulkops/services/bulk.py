@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -13,10 +14,11 @@ from pydantic import ValidationError
 from bulkops.db import jobs as jobs_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.errors import InputError
-from bulkops.models import JobState, ProductRow
+from bulkops.models import ItemFailure, JobState, ProductRow
 from bulkops.operations import get_operation
 from bulkops.operations.base import BatchOutcome, JobAborted, Operation
 from bulkops.selection import Selection
+from bulkops.services import idempotency
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice
 from bulkops.services.storage import LocalStorage, purge_deleted_files
@@ -100,11 +102,114 @@ async def submit(
     selection: Selection,
     params: dict[str, Any],
     options: BulkOptions,
+    idempotency_ttl: timedelta = timedelta(hours=24),
 ) -> InlineResult | QueuedResult:
     """Run a bulk change inline or queue it as a job, as its size and `options` decide.
 
     Raises InputError (with the field) when anything about the request is wrong; nothing
-    has changed then."""
+    has changed then. With an idempotency key, a repeat of the same request gets the first
+    answer again (for a job: that same job, as it is now)."""
+    key = options.idempotency_key
+    if key is None:
+        return await _submit(services, tenant_id, operation, selection, params, options)
+    fingerprint = idempotency.request_hash(
+        {
+            "operation": operation,
+            "selection": {"ids": list(selection.ids)}
+            if selection.ids is not None
+            else selection.to_json(),
+            "params": params,
+            "options": {**asdict(options), "idempotency_key": None},
+        }
+    )
+    stored = await idempotency.claim(
+        services.pool,
+        tenant_id,
+        key=key,
+        operation=operation,
+        fingerprint=fingerprint,
+        ttl=idempotency_ttl,
+    )
+    if stored is not None:
+        return await _replay(services, tenant_id, stored)
+    try:
+        result = await _submit(services, tenant_id, operation, selection, params, options)
+    except InputError as exc:
+        await idempotency.store(
+            services.pool,
+            tenant_id,
+            key,
+            {"kind": "rejected", "code": exc.code, "message": exc.message, "field": exc.field},
+        )
+        raise
+    except BaseException:
+        await idempotency.release(services.pool, tenant_id, key)
+        raise
+    await idempotency.store(services.pool, tenant_id, key, _encode(result))
+    return result
+
+
+def _encode(result: InlineResult | QueuedResult) -> dict[str, Any]:
+    if isinstance(result, QueuedResult):
+        return {"kind": "job", "job_id": result.job.id}
+    outcome = result.outcome
+    return {
+        "kind": "inline",
+        "operation": result.operation,
+        "matched": result.matched,
+        "succeeded": outcome.succeeded,
+        "failed": outcome.failed,
+        "skipped": outcome.skipped,
+        "errors": [e.to_json() for e in outcome.errors],
+        "counters": outcome.counters,
+        "sample_ids": [p.id for p in result.sample],
+        "dry_run": result.dry_run,
+        "aborted": result.aborted,
+    }
+
+
+async def _replay(
+    services: Services, tenant_id: str, stored: dict[str, Any]
+) -> InlineResult | QueuedResult:
+    if stored["kind"] == "rejected":
+        raise InputError(stored["message"], code=stored["code"], field=stored["field"])
+    async with tenant_transaction(services.pool, tenant_id) as conn:
+        if stored["kind"] == "job":
+            job = await jobs_db.get_job(conn, stored["job_id"])
+            if job is None:
+                raise InputError(
+                    "The job this idempotency key created no longer exists.",
+                    code="NOT_FOUND",
+                    field=["options", "idempotencyKey"],
+                )
+            return QueuedResult(job)
+        op = get_operation(stored["operation"])
+        sample = await op.sample(conn, stored["sample_ids"]) if stored["sample_ids"] else []
+    outcome = BatchOutcome(
+        succeeded=stored["succeeded"],
+        failed=stored["failed"],
+        skipped=stored["skipped"],
+        errors=[ItemFailure.from_json(e) for e in stored["errors"]],
+        counters=stored["counters"],
+    )
+    return InlineResult(
+        stored["operation"],
+        stored["matched"],
+        outcome,
+        stored["dry_run"],
+        sample,
+        stored["aborted"],
+    )
+
+
+async def _submit(
+    services: Services,
+    tenant_id: str,
+    operation: str,
+    selection: Selection,
+    params: dict[str, Any],
+    options: BulkOptions,
+) -> InlineResult | QueuedResult:
     op = get_operation(operation)
     parsed = parse_params(op, params)
     async with tenant_transaction(services.pool, tenant_id) as conn:
@@ -211,6 +316,7 @@ async def queue_job(
             selection=selection.to_json(),
             total=total,
             parent_id=parent_id,
+            idempotency_key=options.idempotency_key,
         )
         if selection.ids is not None:
             await jobs_db.insert_job_items(conn, job.id, list(selection.ids))

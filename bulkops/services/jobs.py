@@ -1,8 +1,9 @@
-"""Acting on jobs: cancel (pause, resume and retry build on the same moves)."""
+"""Acting on jobs: cancel, pause, resume, retry."""
 
 from __future__ import annotations
 
 import asyncpg
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from bulkops.db import jobs as jobs_db
@@ -10,16 +11,14 @@ from bulkops.db.pool import tenant_transaction
 from bulkops.errors import InputError, NotFoundError
 from bulkops.models import JobState
 from bulkops.services.progress import publish_state
+from bulkops.services.queue import enqueue_slice
 
 
 async def cancel_job(pool: asyncpg.Pool, redis: Redis, tenant_id: str, job_id: str) -> JobState:
     """A queued or paused job ends CANCELLED at once; a running one is asked to stop
     (CANCELLING) and ends CANCELLED after its current batch, keeping what was done."""
     async with tenant_transaction(pool, tenant_id) as conn:
-        try:
-            job = (await jobs_db.lock_job(conn, job_id)).state
-        except LookupError:
-            raise NotFoundError(f"No job {job_id}.", field=["id"]) from None
+        job = await _locked(conn, job_id)
         if job.terminal:
             raise InputError(
                 f"The job already ended {job.status}.", code="JOB_FINISHED", field=["id"]
@@ -34,6 +33,88 @@ async def cancel_job(pool: asyncpg.Pool, redis: Redis, tenant_id: str, job_id: s
             job = await jobs_db.set_status(conn, job_id, "CANCELLING", step="cancelling")
     await publish_state(redis, job)
     return job
+
+
+async def pause_job(pool: asyncpg.Pool, redis: Redis, tenant_id: str, job_id: str) -> JobState:
+    """A queued or running job stops after its current batch and waits as PAUSED."""
+    async with tenant_transaction(pool, tenant_id) as conn:
+        job = await _locked(conn, job_id)
+        if job.status == "PAUSED":
+            return job
+        if job.status not in ("QUEUED", "RUNNING"):
+            raise InputError(
+                f"A {job.status} job cannot be paused.", code="JOB_NOT_PAUSABLE", field=["id"]
+            )
+        job = await jobs_db.set_status(conn, job_id, "PAUSED", step="paused")
+    await publish_state(redis, job)
+    return job
+
+
+async def resume_job(pool: asyncpg.Pool, redis: ArqRedis, tenant_id: str, job_id: str) -> JobState:
+    """A paused job is queued again and continues from its cursor."""
+    async with tenant_transaction(pool, tenant_id) as conn:
+        job = await _locked(conn, job_id)
+        if job.status != "PAUSED":
+            raise InputError(
+                f"Only a paused job can be resumed; this one is {job.status}.",
+                code="JOB_NOT_PAUSED",
+                field=["id"],
+            )
+        job = await jobs_db.set_status(conn, job_id, "QUEUED", step="queued")
+    await enqueue_slice(redis, job.id, tenant_id, job.priority)
+    await publish_state(redis, job)
+    return job
+
+
+async def retry_job(
+    pool: asyncpg.Pool, redis: ArqRedis, tenant_id: str, job_id: str, *, scope: str
+) -> JobState:
+    """A new job, linked to this one as its parent, over the items that failed
+    (FAILED_ITEMS) or over the whole original selection (ALL)."""
+    async with tenant_transaction(pool, tenant_id) as conn:
+        job = await _locked(conn, job_id)
+        if not job.terminal:
+            raise InputError(
+                f"The job is still {job.status}; retry it once it has ended.",
+                code="JOB_NOT_FINISHED",
+                field=["id"],
+            )
+        selection = await jobs_db.raw_selection(conn, job_id)
+        failed: list[int] = []
+        if scope == "FAILED_ITEMS":
+            failed = await jobs_db.failed_item_ids(conn, job_id)
+            if not failed:
+                raise InputError(
+                    "The job has no failed items to retry.",
+                    code="NOTHING_TO_RETRY",
+                    field=["scope"],
+                )
+            selection = {"ids": True}
+        child = await jobs_db.insert_job(
+            conn,
+            operation=job.operation,
+            priority=job.priority,
+            error_policy=job.error_policy,
+            params=job.params,
+            selection=selection,
+            total=len(failed) if failed else job.total,
+            parent_id=job.id,
+        )
+        if failed:
+            await jobs_db.insert_job_items(conn, child.id, failed)
+        elif "ids" in selection:
+            total = await jobs_db.copy_job_items(conn, job.id, child.id)
+            child = await jobs_db.set_total(conn, child.id, total)
+    await enqueue_slice(redis, child.id, tenant_id, child.priority)
+    await publish_state(redis, child)
+    return child
+
+
+async def _locked(conn: asyncpg.Connection, job_id: str) -> JobState:
+    try:
+        return (await jobs_db.lock_job(conn, job_id)).state
+    except LookupError:
+        raise NotFoundError(f"No job {job_id}.", field=["id"]) from None
 
 
 def job_result(job: JobState) -> dict[str, object]:

@@ -1,0 +1,100 @@
+"""Idempotency keys: the same key and input replays the first response and never makes a
+second job; the same key with other input is refused. Keys expire (24 hours by default)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from bulkops.db.pool import tenant_transaction
+from bulkops.errors import InputError
+
+# How long a first request may take before a retry with the same key may take it over.
+LOCK_SECONDS = 120
+
+
+def request_hash(payload: dict[str, Any]) -> bytes:
+    """A fingerprint of everything that makes two requests the same request."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).digest()
+
+
+async def claim(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    *,
+    key: str,
+    operation: str,
+    fingerprint: bytes,
+    ttl: timedelta,
+) -> dict[str, Any] | None:
+    """None when this request holds the key now and must run; otherwise the stored
+    response of the first request. Refuses other input under the same key, and a key
+    whose first request is still running."""
+    async with tenant_transaction(pool, tenant_id) as conn:
+        claimed = await conn.fetchval(
+            """INSERT INTO idempotency_keys
+                 (key, operation, request_hash, locked_until, expires_at)
+               VALUES ($1, $2, $3, now() + make_interval(secs => $4), now() + $5)
+               ON CONFLICT (tenant_id, key) DO UPDATE SET
+                 operation = EXCLUDED.operation,
+                 request_hash = EXCLUDED.request_hash,
+                 response = NULL,
+                 locked_until = EXCLUDED.locked_until,
+                 expires_at = EXCLUDED.expires_at,
+                 created_at = now()
+               WHERE idempotency_keys.expires_at < now()
+                  OR (idempotency_keys.response IS NULL
+                      AND idempotency_keys.locked_until < now()
+                      AND idempotency_keys.request_hash = EXCLUDED.request_hash)
+               RETURNING true""",
+            key,
+            operation,
+            fingerprint,
+            LOCK_SECONDS,
+            ttl,
+        )
+        if claimed:
+            return None
+        row = await conn.fetchrow(
+            """SELECT operation, request_hash, response FROM idempotency_keys
+               WHERE key = $1 AND tenant_id = current_tenant_id()""",
+            key,
+        )
+    field = ["options", "idempotencyKey"]
+    if row["operation"] != operation or bytes(row["request_hash"]) != fingerprint:
+        raise InputError(
+            "This idempotency key was used with a different request.",
+            code="IDEMPOTENCY_KEY_REUSED",
+            field=field,
+        )
+    if row["response"] is None:
+        raise InputError(
+            "A request with this idempotency key is still being processed; retry later.",
+            code="IDEMPOTENCY_KEY_IN_USE",
+            field=field,
+        )
+    response: dict[str, Any] = row["response"]
+    return response
+
+
+async def store(pool: asyncpg.Pool, tenant_id: str, key: str, response: dict[str, Any]) -> None:
+    async with tenant_transaction(pool, tenant_id) as conn:
+        await conn.execute(
+            """UPDATE idempotency_keys SET response = $2
+               WHERE key = $1 AND tenant_id = current_tenant_id()""",
+            key,
+            response,
+        )
+
+
+async def release(pool: asyncpg.Pool, tenant_id: str, key: str) -> None:
+    """Forget a key whose request failed unexpectedly, so a retry may run."""
+    async with tenant_transaction(pool, tenant_id) as conn:
+        await conn.execute(
+            "DELETE FROM idempotency_keys WHERE key = $1 AND tenant_id = current_tenant_id()",
+            key,
+        )
