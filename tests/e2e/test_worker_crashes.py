@@ -1,0 +1,142 @@
+"""A worker process killed with SIGKILL at random moments, again and again: the job still
+ends with exactly the state of an uninterrupted run, every item applied once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bulkops.config import Settings
+from bulkops.services.storage import LocalStorage
+from tests.api.queries import ADD_TO_DATASET
+from tests.support import GraphQLClient, Tenant, make_dataset, make_products
+
+TERMINAL = ("SUCCEEDED", "PARTIAL", "FAILED", "CANCELLED")
+
+
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "BULKOPS_STORAGE_DIR": str(settings.resolved_storage_dir),
+        "BULKOPS_BATCH_SIZE": "50",
+        "BULKOPS_SLICE_SECONDS": "1",
+        "BULKOPS_LEASE_SECONDS": "1",
+        "BULKOPS_RECONCILE_EVERY_SECONDS": "1",
+        "BULKOPS_WORKER_POLL_DELAY": "0.05",
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bulkops", "worker"], env=env, stdout=out, stderr=out
+        )
+
+
+async def job_row(owner: asyncpg.Connection, job_id: str) -> asyncpg.Record:
+    row = await owner.fetchrow(
+        "SELECT status, processed, succeeded, failed, skipped, slices FROM jobs WHERE id = $1",
+        job_id,
+    )
+    assert row is not None
+    return row
+
+
+async def wait_for_progress(owner: asyncpg.Connection, job_id: str, since: int) -> float:
+    """Seconds until the job's processed count passes `since` (or it ends)."""
+    started = time.monotonic()
+    while time.monotonic() - started < 60:
+        row = await job_row(owner, job_id)
+        if row["processed"] > since or row["status"] in TERMINAL:
+            return time.monotonic() - started
+        await asyncio.sleep(0.05)
+    raise AssertionError("the job made no progress within 60 seconds")
+
+
+@pytest.mark.parametrize(
+    ("products", "kills"),
+    [(20_000, 20), pytest.param(200_000, 30, marks=pytest.mark.slow)],
+)
+async def test_sigkilled_workers_never_lose_or_repeat_a_batch(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    tmp_path: Path,
+    products: int,
+    kills: int,
+) -> None:
+    await make_products(owner, storage, tenant, products, with_images=False)
+    dataset = await make_dataset(owner, tenant, "Everything")
+    queued = (
+        await gql(
+            ADD_TO_DATASET,
+            {
+                "datasetId": str(dataset),
+                "selection": {"filter": {}},
+                "options": {"mode": "BACKGROUND"},
+            },
+        )
+    )["addProductsToDataset"]
+    job_id = queued["job"]["id"]
+    log = tmp_path / "workers.log"
+    rng = random.Random(20261123)
+    recoveries = []
+    killed = 0
+    while killed < kills:
+        before = (await job_row(owner, job_id))["processed"]
+        worker = start_worker(settings, log)
+        try:
+            if rng.random() < 0.3:
+                # Anywhere: while starting, claiming, or in a batch.
+                await asyncio.sleep(rng.uniform(0.2, 1.5))
+            else:
+                # Time from a worker's start (the last one was SIGKILLed) to progress again.
+                recoveries.append(await wait_for_progress(owner, job_id, before))
+                await asyncio.sleep(rng.uniform(0.0, 0.08))
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+        killed += 1
+        if (await job_row(owner, job_id))["status"] in TERMINAL:
+            break
+    assert killed >= min(kills, 10), f"the job ended after only {killed} kills"
+
+    worker = start_worker(settings, log)
+    try:
+        deadline = time.monotonic() + 120
+        while (row := await job_row(owner, job_id))["status"] not in TERMINAL:
+            assert time.monotonic() < deadline, f"job stuck: {dict(row)}"
+            await asyncio.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+
+    row = await job_row(owner, job_id)
+    # Exactly an uninterrupted run: every product added once, none counted twice.
+    assert (row["status"], row["processed"], row["succeeded"], row["skipped"], row["failed"]) == (
+        "SUCCEEDED",
+        products,
+        products,
+        0,
+        0,
+    ), (dict(row), log.read_text()[-3000:])
+    members = await owner.fetchval(
+        "SELECT count(*) FROM dataset_products WHERE dataset_id = $1", dataset
+    )
+    assert members == products
+    assert await owner.fetchval("SELECT count(*) FROM job_errors") == 0
+    print(
+        f"\nkills survived: {killed}; slices: {row['slices']}; "
+        f"restart-to-progress seconds: max {max(recoveries):.2f}, "
+        f"median {sorted(recoveries)[len(recoveries) // 2]:.2f}"
+    )
