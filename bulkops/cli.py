@@ -96,9 +96,9 @@ def serve(settings: Settings, host: str, port: int) -> None:
 
 
 def worker(settings: Settings) -> None:
-    from bulkops.tasks.worker import build_worker
+    from bulkops.tasks.worker import run_forever
 
-    build_worker(settings).run()
+    asyncio.run(run_forever(settings))
 
 
 async def _demo_token(settings: Settings) -> str:

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Overrides every operation's own batch size when set (tuning, tests).
     batch_size: int | None = None
     slice_seconds: float = 5.0
+    # A pause after every batch of a job, to go easy on a busy database.
+    batch_pause_seconds: float = 0.0
     # A running job's lease; a job whose lease lapses (worker killed) is re-enqueued.
     lease_seconds: float = 10.0
     reconcile_every_seconds: int = 5

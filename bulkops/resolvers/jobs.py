@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
 
@@ -37,6 +39,10 @@ from bulkops.schema.types import (
 from bulkops.services import jobs as job_service
 
 JobAction = Callable[[Any, Any, str, str], Awaitable[JobState]]
+
+
+DATABASE_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+log = logging.getLogger(__name__)
 
 
 def _job_uuid(value: str) -> str | None:
@@ -204,7 +210,13 @@ async def subscribe_job(info: Info, id: strawberry.ID) -> AsyncGenerator[Job, No
             try:
                 new = await asyncio.wait_for(queue.get(), timeout=recheck)
             except TimeoutError:
-                fresh = await _read(info, job_id)
+                try:
+                    fresh = await _read(info, job_id)
+                except DATABASE_DOWN:
+                    # Keep listening: the job's states still arrive over pub/sub, and the
+                    # next quiet period reads again.
+                    log.warning("could not re-read job %s; will retry", job_id)
+                    continue
                 if fresh is None:
                     return
                 new = fresh

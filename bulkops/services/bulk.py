@@ -21,7 +21,7 @@ from bulkops.selection import Selection
 from bulkops.services import idempotency
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice
-from bulkops.services.storage import LocalStorage, purge_deleted_files
+from bulkops.services.storage import LocalStorage, purge_deleted_files, using_storage
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,13 @@ class _Rollback(Exception):
 
 
 def field_path(loc: tuple[int | str, ...]) -> list[str]:
-    names = {"dataset_id": "datasetId"}
-    return [names.get(str(part), str(part)) for part in loc]
+    """A pydantic error location as the GraphQL field path (dataset_id -> datasetId)."""
+    return [_camel(str(part)) for part in loc]
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def parse_params(op: Operation[Any], raw: dict[str, Any]) -> Any:
@@ -71,9 +76,9 @@ def parse_params(op: Operation[Any], raw: dict[str, Any]) -> Any:
         return op.parse_params(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise InputError(
-            first["msg"], code="INVALID_INPUT", field=field_path(first["loc"])
-        ) from None
+        # Operations name their own codes with PydanticCustomError("INVALID_PRICE", ...).
+        code = first["type"] if first["type"].isupper() else "INVALID_INPUT"
+        raise InputError(first["msg"], code=code, field=field_path(first["loc"])) from None
 
 
 async def selection_batches(
@@ -229,9 +234,10 @@ async def _submit(
         or (options.mode == "AUTO" and matched <= limits.inline_threshold)
     )
     if inline:
-        return await run_inline(
-            services, tenant_id, op, parsed, selection, matched=matched, options=options
-        )
+        with using_storage(services.storage):
+            return await run_inline(
+                services, tenant_id, op, parsed, selection, matched=matched, options=options
+            )
     return QueuedResult(
         await queue_job(services, tenant_id, op, parsed, selection, total=matched, options=options)
     )

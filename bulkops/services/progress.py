@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bulkops.constants import BROKER_CHANNEL, job_channel, tenant_jobs_channel
 from bulkops.models import JobState
@@ -20,12 +21,18 @@ log = logging.getLogger(__name__)
 
 
 async def publish_state(redis: Redis, state: JobState) -> None:
-    """Send a job's new state to its own channel and its tenant's channel."""
+    """Send a job's new state to its own channel and its tenant's channel.
+
+    Best effort: the database holds the truth and subscribers re-read it when their
+    channel is quiet, so a Redis outage delays progress but never stops a job."""
     payload = json.dumps(state.to_json())
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.publish(job_channel(state.id), payload)
-        pipe.publish(tenant_jobs_channel(state.tenant_id), payload)
-        await pipe.execute()
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.publish(job_channel(state.id), payload)
+            pipe.publish(tenant_jobs_channel(state.tenant_id), payload)
+            await pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.warning("could not publish job %s version %d: %s", state.id, state.version, exc)
 
 
 class Broker:

@@ -3,6 +3,7 @@ the job's counters and the new cursor, so a batch is applied exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -13,6 +14,7 @@ from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 
 from bulkops.config import Settings
 from bulkops.db import jobs as jobs_db
@@ -171,11 +173,17 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
             await purge_deleted_files(deps.pool, deps.storage, tenant_id)
         if job.terminal:
             return job.status
+        if settings.batch_pause_seconds:
+            await asyncio.sleep(settings.batch_pause_seconds)
         if now >= deadline:
             await publish_state(redis, job)
             async with tenant_transaction(deps.pool, tenant_id) as conn:
                 await jobs_db.hold_lease(conn, job_id, None, 0)
-            await enqueue_slice(redis, job.id, tenant_id, job.priority)
+            try:
+                await enqueue_slice(redis, job.id, tenant_id, job.priority)
+            except (RedisError, OSError):
+                # Unheld and not queued: the reconciler enqueues it once Redis is back.
+                log.warning("could not re-enqueue job %s; the reconciler will", job_id)
             return "SLICED"
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from typing import Any
 
+import asyncpg
 from arq import Retry
 from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
+from redis.exceptions import RedisError
 
 from bulkops.config import Settings
 from bulkops.constants import QUEUE_NAME
@@ -17,7 +22,7 @@ from bulkops.db.pool import create_pool, tenant_transaction
 from bulkops.models import ItemFailure
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
-from bulkops.services.storage import LocalStorage
+from bulkops.services.storage import LocalStorage, using_storage
 from bulkops.tasks.housekeeping import cleanup_task, reconcile_task
 from bulkops.tasks.runner import WorkerDeps, run_slice
 
@@ -31,7 +36,8 @@ async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
     last try the job ends FAILED with the error recorded."""
     deps: WorkerDeps = ctx["deps"]
     try:
-        return await run_slice(deps, ctx["redis"], job_id, tenant_id)
+        with using_storage(deps.storage):
+            return await run_slice(deps, ctx["redis"], job_id, tenant_id)
     except Exception as exc:
         tries: int = ctx.get("job_try", 1)
         if tries < MAX_TRIES:
@@ -110,3 +116,34 @@ def build_worker(
     }
     options.update(overrides)
     return Worker(**options)
+
+
+async def run_forever(settings: Settings) -> None:
+    """Run a worker until SIGTERM or SIGINT; when Redis or Postgres goes away, start a new
+    one as soon as they are back (arq's own worker stops on a lost Redis connection).
+    On a signal the running slices finish, so each job stops at a batch boundary."""
+    stopping = False
+
+    def on_stop(signum: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    delay = 0.5
+    while not stopping:
+        worker = build_worker(settings)
+        worker.on_stop = on_stop
+        started = time.monotonic()
+        try:
+            await worker.async_run()
+        except asyncio.CancelledError:
+            if not stopping:
+                raise
+        except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("worker lost its connection (%s); restarting in %.1fs", exc, delay)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker.close(), timeout=settings.slice_seconds + 30)
+        if stopping:
+            return
+        delay = 0.5 if time.monotonic() - started > 60 else min(delay * 2, 10.0)
+        await asyncio.sleep(delay)
