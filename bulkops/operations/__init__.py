@@ -7,8 +7,10 @@ from typing import Any
 
 from bulkops.operations.base import Operation
 from bulkops.operations.datasets import AddProductsToDataset, RemoveProductsFromDataset
+from bulkops.operations.delete_images import DeleteImages
 from bulkops.operations.delete_products import DeleteProducts
 from bulkops.operations.set_product_status import SetProductStatus
+from bulkops.operations.update_products import UpdateProducts
 
 REGISTRY: dict[str, Operation[Any]] = {
     op.name: op
@@ -17,6 +19,8 @@ REGISTRY: dict[str, Operation[Any]] = {
         SetProductStatus(),
         AddProductsToDataset(),
         RemoveProductsFromDataset(),
+        UpdateProducts(),
+        DeleteImages(),
     )
 }
 

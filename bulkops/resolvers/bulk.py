@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import strawberry
+
 from bulkops.errors import InputError
 from bulkops.resolvers.catalog import to_filter
-from bulkops.schema.inputs import BulkOptions, ProductSelection
+from bulkops.schema.inputs import BulkOptions, ImageSelection, ProductPatch, ProductSelection
 from bulkops.schema.types import (
     SUMMARY_TYPES,
     Info,
@@ -17,8 +19,9 @@ from bulkops.schema.types import (
     Product,
     Rejected,
 )
-from bulkops.selection import build_selection, parse_id
+from bulkops.selection import Selection, build_selection, parse_id
 from bulkops.services import bulk as bulk_service
+from bulkops.services import images as images_service
 
 
 def _snake(name: str) -> str:
@@ -103,7 +106,81 @@ async def run_bulk(
             options=to_options(options),
         )
     except InputError as exc:
-        return Rejected(code=exc.code, message=exc.message, field=exc.field or None)
+        return rejected(exc)
+    return payload(result)
+
+
+def rejected(exc: InputError) -> Rejected:
+    return Rejected(code=exc.code, message=exc.message, field=exc.field or None)
+
+
+def payload(result: bulk_service.InlineResult | bulk_service.QueuedResult) -> Any:
+    """The result union member: the job when queued, else the operation's summary."""
     if isinstance(result, bulk_service.QueuedResult):
         return JobQueued(job=Job.from_state(result.job))
     return summary(result)
+
+
+def patch_params(patch: ProductPatch) -> dict[str, Any]:
+    """updateProducts' parameters: the fields the patch gives (null ones included, since
+    null clears a field), and nothing for those left out."""
+    given: dict[str, Any] = {}
+    for name in ("name", "brand", "category", "price", "attributes"):
+        value = getattr(patch, name)
+        if value is not strawberry.UNSET:
+            given[name] = value
+    if patch.status is not strawberry.UNSET:
+        given["status"] = patch.status.value if patch.status is not None else None
+    if patch.set_identifiers is not strawberry.UNSET:
+        given["set_identifiers"] = [
+            {"kind": i.kind, "value": i.value} for i in patch.set_identifiers or ()
+        ]
+    if patch.remove_identifier_kinds is not strawberry.UNSET:
+        given["remove_identifier_kinds"] = list(patch.remove_identifier_kinds or ())
+    return {"patch": given}
+
+
+async def update_products(
+    info: Info, selection: ProductSelection, patch: ProductPatch, options: BulkOptions | None
+) -> Any:
+    return await run_bulk(info, "updateProducts", selection, options, params=patch_params(patch))
+
+
+async def delete_images(info: Info, selection: ImageSelection, options: BulkOptions | None) -> Any:
+    settings = info.context.state["settings"]
+    try:
+        bulk_options = to_options(options)
+        sel = await image_selection(info, selection, max_ids=settings.max_ids_per_selection)
+        result = await bulk_service.submit(
+            services(info),
+            info.context.tenant,
+            operation="deleteImages",
+            selection=sel,
+            params={},
+            options=bulk_options,
+        )
+    except InputError as exc:
+        return rejected(exc)
+    return payload(result)
+
+
+async def image_selection(info: Info, selection: ImageSelection, *, max_ids: int) -> Selection:
+    """Check the shape of an image selection (exactly one of ids or products) and resolve
+    it to image ids or a product filter."""
+    if (selection.ids is None) == (selection.products is None):
+        raise InputError(
+            "Give exactly one of ids or products.", code="INVALID_SELECTION", field=["selection"]
+        )
+    if selection.ids is not None:
+        return build_selection(list(selection.ids), None, max_ids=max_ids)
+    products = selection.products
+    assert products is not None
+    by_products = build_selection(
+        list(products.ids) if products.ids is not None else None,
+        to_filter(products.filter, ["selection", "products", "filter"]),
+        max_ids=max_ids,
+        field=("selection", "products"),
+    )
+    return await images_service.images_of_products(
+        info.context.state["pool"], info.context.tenant, by_products, max_ids=max_ids
+    )

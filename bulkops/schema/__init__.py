@@ -11,9 +11,11 @@ from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimit
 from bulkops.schema.roots import Mutation, Query, Subscription
 from bulkops.schema.types import (
     AddProductsToDatasetSummary,
+    DeleteImagesSummary,
     DeleteProductsSummary,
     RemoveProductsFromDatasetSummary,
     SetProductStatusSummary,
+    UpdateProductsSummary,
 )
 
 
@@ -42,6 +44,8 @@ def build_schema(*, dev: bool = False, max_depth: int = 12, max_aliases: int = 3
             SetProductStatusSummary,
             AddProductsToDatasetSummary,
             RemoveProductsFromDatasetSummary,
+            UpdateProductsSummary,
+            DeleteImagesSummary,
         ],
         extensions=extensions,
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 import strawberry
+from strawberry.scalars import JSON
 
 from bulkops.schema.enums import ErrorPolicy, ExecutionMode, Priority, ProductStatus
 
@@ -34,3 +36,33 @@ class BulkOptions:
     idempotency_key: str | None = None
     priority: Priority = Priority.NORMAL
     error_policy: ErrorPolicy = ErrorPolicy.CONTINUE
+
+
+@strawberry.input(description="Exactly one of ids (image ids) or products (every image of them).")
+class ImageSelection:
+    ids: list[strawberry.ID] | None = None
+    products: ProductSelection | None = None
+
+
+@strawberry.input
+class IdentifierInput:
+    kind: str
+    value: str
+
+
+@strawberry.input(
+    description="What updateProducts changes. A field left out is kept; brand, category "
+    "and price given as null are cleared; name, status and attributes cannot be null."
+)
+class ProductPatch:
+    name: str | None = strawberry.UNSET
+    brand: str | None = strawberry.UNSET
+    category: str | None = strawberry.UNSET
+    status: ProductStatus | None = strawberry.UNSET
+    price: Decimal | None = strawberry.UNSET
+    attributes: JSON | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="merged into the existing attributes (a key given as null is removed)",
+    )
+    set_identifiers: list[IdentifierInput] | None = strawberry.UNSET
+    remove_identifier_kinds: list[str] | None = strawberry.UNSET

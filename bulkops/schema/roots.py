@@ -9,12 +9,19 @@ import strawberry
 from bulkops.resolvers import bulk, catalog
 from bulkops.resolvers import jobs as job_resolvers
 from bulkops.schema.enums import JobStatus, ProductStatus, RetryScope
-from bulkops.schema.inputs import BulkOptions, ProductFilter, ProductSelection
+from bulkops.schema.inputs import (
+    BulkOptions,
+    ImageSelection,
+    ProductFilter,
+    ProductPatch,
+    ProductSelection,
+)
 from bulkops.schema.types import (
     AddProductsToDatasetResult,
     CreateDatasetResult,
     Dataset,
     DatasetConnection,
+    DeleteImagesResult,
     DeleteProductsResult,
     Info,
     Job,
@@ -26,6 +33,7 @@ from bulkops.schema.types import (
     RemoveProductsFromDatasetResult,
     RetryJobResult,
     SetProductStatusResult,
+    UpdateProductsResult,
 )
 
 
@@ -127,6 +135,24 @@ class Mutation:
             options,
             param_ids={"dataset_id": dataset_id},
         )
+        return result
+
+    @strawberry.mutation
+    async def update_products(
+        self,
+        info: Info,
+        selection: ProductSelection,
+        patch: ProductPatch,
+        options: BulkOptions | None = None,
+    ) -> UpdateProductsResult:
+        result: UpdateProductsResult = await bulk.update_products(info, selection, patch, options)
+        return result
+
+    @strawberry.mutation
+    async def delete_images(
+        self, info: Info, selection: ImageSelection, options: BulkOptions | None = None
+    ) -> DeleteImagesResult:
+        result: DeleteImagesResult = await bulk.delete_images(info, selection, options)
         return result
 
     @strawberry.mutation

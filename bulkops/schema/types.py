@@ -323,6 +323,28 @@ class RemoveProductsFromDatasetSummary(BulkSummary):
     pass
 
 
+@strawberry.type
+class UpdateProductsSummary(BulkSummary):
+    identifiers_set: int = strawberry.field(
+        description="Identifiers added or given a new value (unchanged ones are not counted)."
+    )
+    identifiers_removed: int
+
+
+@strawberry.type(
+    description="Items are images: matched, succeeded and skipped count images; sample "
+    "shows the products that lose them."
+)
+class DeleteImagesSummary(BulkSummary):
+    deleted_files: int = strawberry.field(
+        description="Stored files that existed when their batch ran; removed after it "
+        "committed (or, in a dry run, that would be)."
+    )
+    missing_files: int = strawberry.field(
+        description="Stored files already gone when their batch ran (not an error)."
+    )
+
+
 DeleteProductsResult = Annotated[
     DeleteProductsSummary | JobQueued | Rejected, strawberry.union("DeleteProductsResult")
 ]
@@ -337,6 +359,12 @@ RemoveProductsFromDatasetResult = Annotated[
     RemoveProductsFromDatasetSummary | JobQueued | Rejected,
     strawberry.union("RemoveProductsFromDatasetResult"),
 ]
+UpdateProductsResult = Annotated[
+    UpdateProductsSummary | JobQueued | Rejected, strawberry.union("UpdateProductsResult")
+]
+DeleteImagesResult = Annotated[
+    DeleteImagesSummary | JobQueued | Rejected, strawberry.union("DeleteImagesResult")
+]
 CreateDatasetResult = Annotated[Dataset | Rejected, strawberry.union("CreateDatasetResult")]
 JobActionResult = Annotated[Job | Rejected, strawberry.union("JobActionResult")]
 RetryJobResult = Annotated[JobQueued | Rejected, strawberry.union("RetryJobResult")]
@@ -346,4 +374,6 @@ SUMMARY_TYPES: dict[str, Any] = {
     "setProductStatus": SetProductStatusSummary,
     "addProductsToDataset": AddProductsToDatasetSummary,
     "removeProductsFromDataset": RemoveProductsFromDatasetSummary,
+    "updateProducts": UpdateProductsSummary,
+    "deleteImages": DeleteImagesSummary,
 }
