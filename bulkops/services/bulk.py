@@ -12,6 +12,7 @@ from arq.connections import ArqRedis
 from pydantic import ValidationError
 
 from bulkops.db import jobs as jobs_db
+from bulkops.db import products as products_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.errors import InputError
 from bulkops.models import ItemFailure, JobState, ProductRow
@@ -188,8 +189,8 @@ async def _replay(
                     field=["options", "idempotencyKey"],
                 )
             return QueuedResult(job)
-        op = get_operation(stored["operation"])
-        sample = await op.sample(conn, stored["sample_ids"]) if stored["sample_ids"] else []
+        # The stored ids are of the sample's products, whatever the operation's items are.
+        sample = await products_db.products_by_ids(conn, stored["sample_ids"])
     outcome = BatchOutcome(
         succeeded=stored["succeeded"],
         failed=stored["failed"],

@@ -36,6 +36,8 @@ class WorkerDeps:
     settings: Settings
     pool: asyncpg.Pool
     storage: LocalStorage
+    # Set on SIGTERM: running slices stop at the next batch boundary and re-enqueue.
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
     # Names this worker process in job leases.
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -175,7 +177,7 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
             return job.status
         if settings.batch_pause_seconds:
             await asyncio.sleep(settings.batch_pause_seconds)
-        if now >= deadline:
+        if now >= deadline or deps.draining.is_set():
             await publish_state(redis, job)
             async with tenant_transaction(deps.pool, tenant_id) as conn:
                 await jobs_db.hold_lease(conn, job_id, None, 0)

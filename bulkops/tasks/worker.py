@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from typing import Any
 
@@ -68,9 +69,15 @@ def redis_settings(url: str) -> RedisSettings:
 
 
 def build_worker(
-    settings: Settings, *, burst: bool = False, handle_signals: bool = True, **overrides: Any
+    settings: Settings,
+    *,
+    burst: bool = False,
+    handle_signals: bool = True,
+    draining: asyncio.Event | None = None,
+    **overrides: Any,
 ) -> Worker:
-    """An arq worker running bulk jobs against the configured Postgres and Redis."""
+    """An arq worker running bulk jobs against the configured Postgres and Redis.
+    Setting `draining` makes its running slices stop at their next batch boundary."""
     assert settings.database_url and settings.redis_url
 
     async def startup(ctx: dict[str, Any]) -> None:
@@ -79,7 +86,10 @@ def build_worker(
             settings.database_url, min_size=1, max_size=settings.worker_max_jobs + 1
         )
         ctx["deps"] = WorkerDeps(
-            settings=settings, pool=pool, storage=LocalStorage(settings.resolved_storage_dir)
+            settings=settings,
+            pool=pool,
+            storage=LocalStorage(settings.resolved_storage_dir),
+            draining=draining or asyncio.Event(),
         )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
@@ -121,29 +131,35 @@ def build_worker(
 async def run_forever(settings: Settings) -> None:
     """Run a worker until SIGTERM or SIGINT; when Redis or Postgres goes away, start a new
     one as soon as they are back (arq's own worker stops on a lost Redis connection).
-    On a signal the running slices finish, so each job stops at a batch boundary."""
-    stopping = False
+    On a signal every running slice stops at its next batch boundary and re-enqueues its
+    job, so the job continues from its cursor on another worker."""
+    loop = asyncio.get_running_loop()
+    draining = asyncio.Event()
+    current: list[Worker] = []
 
-    def on_stop(signum: Any) -> None:
-        nonlocal stopping
-        stopping = True
+    def on_signal(signum: signal.Signals) -> None:
+        draining.set()
+        if current:
+            current[0].handle_sig_wait_for_completion(signum)
 
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
     delay = 0.5
-    while not stopping:
-        worker = build_worker(settings)
-        worker.on_stop = on_stop
+    while not draining.is_set():
+        worker = build_worker(settings, handle_signals=False, draining=draining)
+        current[:] = [worker]
         started = time.monotonic()
         try:
             await worker.async_run()
         except asyncio.CancelledError:
-            if not stopping:
+            if not draining.is_set():
                 raise
         except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("worker lost its connection (%s); restarting in %.1fs", exc, delay)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(worker.close(), timeout=settings.slice_seconds + 30)
-        if stopping:
+        if draining.is_set():
             return
         delay = 0.5 if time.monotonic() - started > 60 else min(delay * 2, 10.0)
         await asyncio.sleep(delay)

@@ -23,7 +23,7 @@ from tests.support import GraphQLClient, Tenant, make_dataset, make_products
 TERMINAL = ("SUCCEEDED", "PARTIAL", "FAILED", "CANCELLED")
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, log: Path, **overrides: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",
@@ -34,6 +34,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "BULKOPS_LEASE_SECONDS": "1",
         "BULKOPS_RECONCILE_EVERY_SECONDS": "1",
         "BULKOPS_WORKER_POLL_DELAY": "0.05",
+        **overrides,
     }
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -140,3 +141,51 @@ async def test_sigkilled_workers_never_lose_or_repeat_a_batch(
         f"restart-to-progress seconds: max {max(recoveries):.2f}, "
         f"median {sorted(recoveries)[len(recoveries) // 2]:.2f}"
     )
+
+
+async def test_sigterm_stops_a_worker_at_a_batch_boundary_and_the_job_goes_on(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    await make_products(owner, storage, tenant, 3000, with_images=False)
+    dataset = await make_dataset(owner, tenant, "Everything")
+    queued = (
+        await gql(
+            ADD_TO_DATASET,
+            {
+                "datasetId": str(dataset),
+                "selection": {"filter": {}},
+                "options": {"mode": "BACKGROUND"},
+            },
+        )
+    )["addProductsToDataset"]
+    job_id = queued["job"]["id"]
+    log = tmp_path / "workers.log"
+    # Slow batches and long slices: only SIGTERM can make this worker stop early.
+    worker = start_worker(
+        settings, log, BULKOPS_BATCH_PAUSE_SECONDS="0.1", BULKOPS_SLICE_SECONDS="60"
+    )
+    await wait_for_progress(owner, job_id, 0)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0, log.read_text()[-3000:]
+    stopped = await job_row(owner, job_id)
+    assert stopped["status"] == "RUNNING"
+    assert 0 < stopped["processed"] < 3000
+    lease = await owner.fetchval("SELECT lease_owner FROM jobs WHERE id = $1", job_id)
+    assert lease is None
+
+    worker = start_worker(settings, log)
+    try:
+        deadline = time.monotonic() + 60
+        while (row := await job_row(owner, job_id))["status"] not in TERMINAL:
+            assert time.monotonic() < deadline, f"job stuck: {dict(row)}"
+            await asyncio.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    row = await job_row(owner, job_id)
+    assert (row["status"], row["succeeded"], row["skipped"]) == ("SUCCEEDED", 3000, 0)
