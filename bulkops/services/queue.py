@@ -7,13 +7,19 @@ the workers between tenants and jobs."""
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
+from redis.exceptions import RedisError
 
-from bulkops.constants import QUEUE_NAME, queued_marker, slice_job_id
+from bulkops.constants import QUEUE_NAME, purge_job_id, queued_marker, slice_job_id
+
+log = logging.getLogger(__name__)
+PURGE_BUCKET_SECONDS = 2
 
 PRIORITY_HEAD_START = {
     "HIGH": timedelta(hours=2),
@@ -53,3 +59,20 @@ async def is_waiting(redis: ArqRedis, job_id: str) -> bool:
         pipe.exists(in_progress_key_prefix + name)
         queued, running = await pipe.execute()
     return bool(queued) and not running
+
+
+async def request_purge(redis: ArqRedis, tenant_id: str, *, final: bool = False) -> None:
+    """Ask a worker to remove the tenant's stored files whose rows are gone. Deduplicated:
+    the batches of a job asking within the same two seconds make one purge; a job's
+    `final` request always makes its own, so nothing waits for the next bucket. Best
+    effort: the periodic sweep finds anything left behind."""
+    suffix = uuid.uuid4().hex if final else str(int(time.time() // PURGE_BUCKET_SECONDS))
+    try:
+        await redis.enqueue_job(
+            "purge_files",
+            tenant_id,
+            _job_id=purge_job_id(tenant_id, suffix),
+            _queue_name=QUEUE_NAME,
+        )
+    except (RedisError, OSError):
+        log.warning("could not queue a file purge for tenant %s; the sweep will", tenant_id)

@@ -8,7 +8,8 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from bulkops.services.queue import enqueue_slice, is_waiting
+from bulkops.services.queue import enqueue_slice, is_waiting, request_purge
+from bulkops.services.storage import purge_deleted_files
 from bulkops.tasks.runner import WorkerDeps
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,25 @@ async def remove_expired(deps: WorkerDeps) -> int:
             "SELECT remove_expired($1)", timedelta(days=deps.settings.job_retention_days)
         )
     return removed
+
+
+async def sweep_files(deps: WorkerDeps, redis: ArqRedis) -> int:
+    """Queue a purge for every tenant with stored files still waiting to be removed."""
+    async with deps.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT t FROM tenants_with_file_deletions() AS t")
+    tenants = [str(r["t"]) for r in rows]
+    for tenant_id in tenants:
+        await request_purge(redis, tenant_id)
+    return len(tenants)
+
+
+async def purge_files_task(ctx: dict[str, Any], tenant_id: str) -> int:
+    deps: WorkerDeps = ctx["deps"]
+    return await purge_deleted_files(deps.pool, deps.storage, tenant_id)
+
+
+async def sweep_files_task(ctx: dict[str, Any]) -> int:
+    return await sweep_files(ctx["deps"], ctx["redis"])
 
 
 async def reconcile_task(ctx: dict[str, Any]) -> int:

@@ -25,8 +25,8 @@ from bulkops.operations.base import BatchOutcome, JobAborted, Operation
 from bulkops.selection import Selection
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
-from bulkops.services.queue import enqueue_slice
-from bulkops.services.storage import LocalStorage, purge_deleted_files
+from bulkops.services.queue import enqueue_slice, request_purge
+from bulkops.services.storage import LocalStorage
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +171,9 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
         ):
             await publish_state(redis, job)
             last_publish = now
-        if removed_files or job.terminal:
-            await purge_deleted_files(deps.pool, deps.storage, tenant_id)
+        if removed_files or (job.terminal and job.counters.get("deletedImages")):
+            # Off the job's path: unlinking files is slower than deleting their rows.
+            await request_purge(redis, tenant_id, final=job.terminal)
         if job.terminal:
             return job.status
         if settings.batch_pause_seconds:

@@ -24,7 +24,12 @@ from bulkops.models import ItemFailure
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
 from bulkops.services.storage import LocalStorage, using_storage
-from bulkops.tasks.housekeeping import cleanup_task, reconcile_task
+from bulkops.tasks.housekeeping import (
+    cleanup_task,
+    purge_files_task,
+    reconcile_task,
+    sweep_files_task,
+)
 from bulkops.tasks.runner import WorkerDeps, run_slice
 
 log = logging.getLogger(__name__)
@@ -99,7 +104,10 @@ def build_worker(
 
     every = max(1, settings.reconcile_every_seconds)
     options: dict[str, Any] = {
-        "functions": [func(run_job, name="run_job", max_tries=MAX_TRIES)],
+        "functions": [
+            func(run_job, name="run_job", max_tries=MAX_TRIES),
+            func(purge_files_task, name="purge_files", max_tries=3, timeout=3600),
+        ],
         "cron_jobs": [
             cron(
                 reconcile_task,
@@ -109,6 +117,7 @@ def build_worker(
                 timeout=60,
             ),
             cron(cleanup_task, name="cleanup", minute={17}, second={0}, timeout=600),
+            cron(sweep_files_task, name="sweep_files", second={30}, timeout=60),
         ],
         "queue_name": QUEUE_NAME,
         "redis_settings": redis_settings(settings.redis_url),

@@ -12,7 +12,7 @@ from arq.connections import ArqRedis
 from bulkops.config import Settings
 from bulkops.db.pool import create_pool
 from bulkops.services.storage import LocalStorage
-from bulkops.tasks.housekeeping import reconcile, remove_expired
+from bulkops.tasks.housekeeping import reconcile, remove_expired, sweep_files
 from bulkops.tasks.runner import WorkerDeps, run_slice
 from tests.api.queries import DELETE, JOB, SET_STATUS
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
@@ -379,3 +379,26 @@ async def test_finished_jobs_past_the_retention_are_removed(
     left = {str(r["id"]) for r in await owner.fetch("SELECT id FROM jobs")}
     assert left == {recent, waiting}
     assert await owner.fetchval("SELECT count(*) FROM job_items WHERE job_id = $1", old) == 0
+
+
+async def test_files_left_behind_by_a_lost_purge_are_swept_up(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    ids = await make_products(owner, storage, tenant, 5)
+    # Rows deleted and their files queued, as by a batch whose purge request was lost.
+    await owner.execute(
+        """WITH img AS (DELETE FROM product_images WHERE product_id = ANY($1::bigint[])
+                        RETURNING tenant_id, storage_key)
+           INSERT INTO file_deletions (tenant_id, storage_key)
+           SELECT tenant_id, storage_key FROM img""",
+        ids[:3],
+    )
+    async with Runner(settings) as runner:
+        assert await sweep_files(runner.deps, runner.redis) == 1
+    await run_worker(settings)
+    assert sorted(p.name for p in storage.root.rglob("*.svg")) == [f"{i}.svg" for i in ids[3:]]
+    assert await owner.fetchval("SELECT count(*) FROM file_deletions") == 0
