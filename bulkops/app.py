@@ -25,6 +25,8 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 
 from bulkops.config import Settings
 from bulkops.db.pool import create_pool
+from bulkops.export_routes import Exports
+from bulkops.match_routes import routes as match_result_routes
 from bulkops.schema import build_schema
 from bulkops.schema.context import Context
 from bulkops.services.auth import Authenticator, bearer_token
@@ -93,16 +95,40 @@ class GraphQLEndpoint:
         self.view = view
         self.settings = settings
 
+    def _refuse_body(self, request: Request) -> Response | None:
+        """Why the body is refused before it is read (too large, or a multipart upload
+        without the preflight header that keeps cross-site forms out), or None."""
+        length = request.headers.get("content-length")
+        size = int(length) if length and length.isdigit() else None
+        multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
+        if not multipart:
+            if size is not None and size > self.settings.max_request_bytes:
+                return _request_error(413, "REQUEST_TOO_LARGE", "The request is too large.")
+            return None
+        if request.headers.get("apollo-require-preflight", "").lower() != "true":
+            return _request_error(
+                400,
+                "CSRF_PREFLIGHT_REQUIRED",
+                "Uploads need the header Apollo-Require-Preflight: true.",
+            )
+        if size is None:
+            return _request_error(411, "LENGTH_REQUIRED", "Uploads need a Content-Length.")
+        if size > self.settings.max_upload_bytes:
+            return _request_error(
+                413,
+                "UPLOAD_TOO_LARGE",
+                f"Uploads may be at most {self.settings.max_upload_bytes} bytes.",
+            )
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             request = Request(scope, receive)
             is_ide = request.method == "GET" and "query" not in request.query_params
             if not is_ide:
-                length = request.headers.get("content-length")
-                if length and length.isdigit() and int(length) > self.settings.max_request_bytes:
-                    await PlainTextResponse("Request too large.", status_code=413)(
-                        scope, receive, send
-                    )
+                refusal = self._refuse_body(request)
+                if refusal is not None:
+                    await refusal(scope, receive, send)
                     return
                 state: AppState = scope["state"]
                 tenant = await state["authenticator"].tenant_for(
@@ -113,6 +139,13 @@ class GraphQLEndpoint:
                     return
                 scope["bulkops.tenant"] = tenant
         await self.view(scope, receive, send)
+
+
+def _request_error(status: int, code: str, message: str) -> Response:
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status,
+    )
 
 
 async def healthz(request: Request) -> Response:
@@ -163,6 +196,7 @@ def create_app(settings: Settings) -> Starlette:
         connection_init_wait_timeout=timedelta(seconds=30),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         allowed_origins=settings.allowed_origins,
+        multipart_uploads_enabled=True,
     )
     endpoint = GraphQLEndpoint(view, settings)
 
@@ -197,6 +231,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/files/{key:path}", stored_file),
+        # Half the pool at most, so that downloads never starve /graphql of connections.
+        *Exports(limit=settings.pool_max_size // 2).routes(),
+        *match_result_routes(),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

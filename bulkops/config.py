@@ -30,6 +30,8 @@ class Settings(BaseSettings):
 
     max_ids_per_selection: int = 1_000_000
     max_request_bytes: int = 64 * 1024 * 1024
+    # Uploads (CSV/JSONL files) are multipart requests, limited separately.
+    max_upload_bytes: int = 1024 * 1024 * 1024
     max_query_depth: int = 12
     max_aliases: int = 30
     max_subscriptions_per_connection: int = 50
