@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncpg
 
 
-async def pending_file_deletions(conn: asyncpg.Connection, *, limit: int) -> list[tuple[int, str]]:
+async def claim_file_deletions(conn: asyncpg.Connection, *, limit: int) -> list[tuple[int, str]]:
+    """Up to `limit` queued file removals, locked until the transaction ends; rows another
+    transaction holds are skipped."""
     rows = await conn.fetch(
         """SELECT id, storage_key FROM file_deletions WHERE tenant_id = current_tenant_id()
-           ORDER BY id LIMIT $1""",
+           ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
         limit,
     )
     return [(r["id"], r["storage_key"]) for r in rows]

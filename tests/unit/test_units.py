@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from bulkops.models import JobState
 from bulkops.resolvers.paging import decode_cursor
 from bulkops.schema.types import encode_cursor
 from bulkops.selection import ProductFilter, build_selection
+from bulkops.services.storage import LocalStorage
 
 
 def test_ids_are_deduplicated_and_sorted() -> None:
@@ -93,3 +95,16 @@ def test_cursors_round_trip_and_refuse_other_kinds() -> None:
         decode_cursor(cursor, "job")
     with pytest.raises(Exception, match="cursor"):
         decode_cursor("%%%", "job")
+
+
+@pytest.mark.parametrize("key", ["../x", "/etc/passwd", "a/../b", "a//b", "", "a\\b", "./a"])
+def test_storage_keys_cannot_leave_the_storage_root(key: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="plain relative path"):
+        LocalStorage(tmp_path).path(key)
+
+
+def test_storage_keys_are_paths_under_the_root(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.write("t/images/1.svg", b"<svg/>")
+    assert (tmp_path / "t/images/1.svg").read_bytes() == b"<svg/>"
+    assert storage.delete_many(["t/images/1.svg", "t/images/2.svg"]) == 1
