@@ -72,9 +72,17 @@ class ItemFailure:
     message: str
     item_id: int | None = None
     row: int | None = None
+    # For a row of an uploaded file: the column the error is in, when it is one column.
+    column: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"itemId": self.item_id, "row": self.row, "code": self.code, "message": self.message}
+        return {
+            "itemId": self.item_id,
+            "row": self.row,
+            "column": self.column,
+            "code": self.code,
+            "message": self.message,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ItemFailure:
@@ -83,6 +91,7 @@ class ItemFailure:
             message=data["message"],
             item_id=data.get("itemId"),
             row=data.get("row"),
+            column=data.get("column"),
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,21 +29,48 @@ class ProductFilter(BaseModel):
 
 
 @dataclass(frozen=True)
+class StagedRows:
+    """The rows of an uploaded file, staged under `upload_id` when the request was accepted.
+    `digest` (the file's SHA-256) says which file: the same file uploaded again is the same
+    request to an idempotency key, wherever it was staged."""
+
+    upload_id: str
+    digest: str
+
+
+@dataclass(frozen=True)
 class Selection:
-    """Exactly one of `ids` (sorted, unique) or `filter`."""
+    """Exactly one of `ids` (sorted, unique), `filter`, or `staged`.
+
+    `staged` is for operations whose items are the rows of an uploaded file rather than
+    products (importProducts): like a filter, the operation's `count` and `filter_batch`
+    say how many there are and walk them in key order, inline and in a job alike."""
 
     ids: tuple[int, ...] | None = None
     filter: ProductFilter | None = None
+    staged: StagedRows | None = None
 
     def to_json(self) -> dict[str, Any]:
         if self.filter is not None:
             return {"filter": self.filter.model_dump(mode="json")}
+        if self.staged is not None:
+            return {"staged": asdict(self.staged)}
         return {"ids": True}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes two selections the same one, for idempotency keys."""
+        if self.ids is not None:
+            return {"ids": list(self.ids)}
+        if self.staged is not None:
+            return {"staged": self.staged.digest}
+        return self.to_json()
 
     @classmethod
     def from_job(cls, data: dict[str, Any]) -> Selection:
         if "filter" in data:
             return cls(filter=ProductFilter.model_validate(data["filter"]))
+        if "staged" in data:
+            return cls(staged=StagedRows(**data["staged"]))
         return cls(ids=())
 
 

@@ -222,9 +222,9 @@ async def record_batch(
     of None leaves the cursor where it is."""
     if errors:
         await conn.executemany(
-            """INSERT INTO job_errors (job_id, item_id, row_number, code, message)
-               VALUES ($1, $2, $3, $4, $5)""",
-            [(job_id, e.item_id, e.row, e.code, e.message) for e in errors],
+            """INSERT INTO job_errors (job_id, item_id, row_number, column_name, code, message)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            [(job_id, e.item_id, e.row, e.column, e.code, e.message) for e in errors],
         )
     recent = [e.to_json() for e in errors[-RECENT_ERRORS:]]
     row = await conn.fetchrow(
@@ -331,7 +331,7 @@ async def list_errors(
     conn: asyncpg.Connection, job_id: str, *, after: int, limit: int
 ) -> list[tuple[int, ItemFailure]]:
     rows = await conn.fetch(
-        """SELECT id, item_id, row_number, code, message FROM job_errors
+        """SELECT id, item_id, row_number, column_name, code, message FROM job_errors
            WHERE job_id = $1 AND id > $2 AND tenant_id = current_tenant_id()
            ORDER BY id LIMIT $3""",
         job_id,
@@ -339,7 +339,11 @@ async def list_errors(
         limit,
     )
     return [
-        (r["id"], ItemFailure(r["code"], r["message"], r["item_id"], r["row_number"])) for r in rows
+        (
+            r["id"],
+            ItemFailure(r["code"], r["message"], r["item_id"], r["row_number"], r["column_name"]),
+        )
+        for r in rows
     ]
 
 

@@ -9,6 +9,8 @@ from bulkops.operations.base import Operation
 from bulkops.operations.datasets import AddProductsToDataset, RemoveProductsFromDataset
 from bulkops.operations.delete_images import DeleteImages
 from bulkops.operations.delete_products import DeleteProducts
+from bulkops.operations.import_products import ImportProducts
+from bulkops.operations.match_products import MatchProducts
 from bulkops.operations.set_product_status import SetProductStatus
 from bulkops.operations.update_products import UpdateProducts
 
@@ -21,6 +23,8 @@ REGISTRY: dict[str, Operation[Any]] = {
         RemoveProductsFromDataset(),
         UpdateProducts(),
         DeleteImages(),
+        MatchProducts(),
+        ImportProducts(),
     )
 }
 

@@ -126,6 +126,10 @@ class Operation(ABC, Generic[P]):
         """The products a dry run shows for the items `ids`."""
         return await products_db.products_by_ids(conn, ids)
 
+    async def release(self, conn: asyncpg.Connection, selection: Selection) -> None:
+        """Let go of what the selection holds once its job has ended (an upload's staged
+        rows); called in the transaction that ends the job. Default: nothing."""
+
     @abstractmethod
     async def apply_batch(
         self, conn: asyncpg.Connection, params: P, ids: list[int]

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import strawberry
+from starlette.datastructures import UploadFile
 
 from bulkops.errors import InputError
 from bulkops.resolvers.catalog import to_filter
@@ -22,6 +23,7 @@ from bulkops.schema.types import (
 from bulkops.selection import Selection, build_selection, parse_id
 from bulkops.services import bulk as bulk_service
 from bulkops.services import images as images_service
+from bulkops.services import imports as imports_service
 
 
 def _snake(name: str) -> str:
@@ -144,6 +146,32 @@ async def update_products(
     info: Info, selection: ProductSelection, patch: ProductPatch, options: BulkOptions | None
 ) -> Any:
     return await run_bulk(info, "updateProducts", selection, options, params=patch_params(patch))
+
+
+async def import_products(info: Info, upload: Any, options: BulkOptions | None) -> Any:
+    """Stage the uploaded file and import it."""
+    if not isinstance(upload, UploadFile):
+        return Rejected(
+            code="UNSUPPORTED_FORMAT",
+            message="Send the file itself, as a multipart request (the GraphQL multipart "
+            "request spec).",
+            field=["upload"],
+        )
+    try:
+        bulk_options = to_options(options)
+        result = await imports_service.import_products(
+            services(info),
+            info.context.tenant,
+            upload.file,
+            filename=upload.filename,
+            options=bulk_options,
+        )
+    except InputError as exc:
+        return rejected(exc)
+    finally:
+        # Staged (or refused): its temporary file can go now.
+        await upload.close()
+    return payload(result)
 
 
 async def delete_images(info: Info, selection: ImageSelection, options: BulkOptions | None) -> Any:

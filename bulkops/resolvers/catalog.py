@@ -83,12 +83,7 @@ async def products(
     ]
     return ProductConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=len(rows) > size,
-            has_previous_page=start > 0,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=PageInfo.of(edges, has_next=len(rows) > size, has_previous=start > 0),
         total_count=total,
     )
 
@@ -114,12 +109,7 @@ async def datasets(info: Info, first: int | None, after: str | None) -> DatasetC
     ]
     return DatasetConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=len(rows) > size,
-            has_previous_page=start > 0,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=PageInfo.of(edges, has_next=len(rows) > size, has_previous=start > 0),
         total_count=total,
     )
 

@@ -99,12 +99,7 @@ async def jobs(
     ]
     return JobConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=len(rows) > size,
-            has_previous_page=after is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=PageInfo.of(edges, has_next=len(rows) > size, has_previous=after is not None),
         total_count=total,
     )
 
@@ -123,12 +118,7 @@ async def job_errors(
     ]
     return ItemErrorConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=len(rows) > size,
-            has_previous_page=start > 0,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=PageInfo.of(edges, has_next=len(rows) > size, has_previous=start > 0),
         total_count=total,
     )
 

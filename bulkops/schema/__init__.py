@@ -13,6 +13,8 @@ from bulkops.schema.types import (
     AddProductsToDatasetSummary,
     DeleteImagesSummary,
     DeleteProductsSummary,
+    ImportProductsSummary,
+    MatchProductsSummary,
     RemoveProductsFromDatasetSummary,
     SetProductStatusSummary,
     UpdateProductsSummary,
@@ -46,6 +48,8 @@ def build_schema(*, dev: bool = False, max_depth: int = 12, max_aliases: int = 3
             RemoveProductsFromDatasetSummary,
             UpdateProductsSummary,
             DeleteImagesSummary,
+            MatchProductsSummary,
+            ImportProductsSummary,
         ],
         extensions=extensions,
     )

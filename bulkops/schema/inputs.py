@@ -51,6 +51,19 @@ class IdentifierInput:
 
 
 @strawberry.input(
+    description="One row to match: a barcode, identifiers, a SKU, or a name (with its "
+    "brand). row is its number (default: its position, from 1)."
+)
+class MatchRowInput:
+    row: int | None = None
+    barcode: str | None = None
+    sku: str | None = None
+    name: str | None = None
+    brand: str | None = None
+    identifiers: list[IdentifierInput] | None = None
+
+
+@strawberry.input(
     description="What updateProducts changes. A field left out is kept; brand, category "
     "and price given as null are cleared; name, status and attributes cannot be null."
 )

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 import strawberry
+from strawberry.file_uploads import Upload
 
-from bulkops.resolvers import bulk, catalog
+from bulkops.resolvers import bulk, catalog, matching
 from bulkops.resolvers import jobs as job_resolvers
 from bulkops.schema.enums import JobStatus, ProductStatus, RetryScope
 from bulkops.schema.inputs import (
     BulkOptions,
     ImageSelection,
+    MatchRowInput,
     ProductFilter,
     ProductPatch,
     ProductSelection,
@@ -23,10 +25,12 @@ from bulkops.schema.types import (
     DatasetConnection,
     DeleteImagesResult,
     DeleteProductsResult,
+    ImportProductsResult,
     Info,
     Job,
     JobActionResult,
     JobConnection,
+    MatchProductsResult,
     OperationInfo,
     Product,
     ProductConnection,
@@ -153,6 +157,37 @@ class Mutation:
         self, info: Info, selection: ImageSelection, options: BulkOptions | None = None
     ) -> DeleteImagesResult:
         result: DeleteImagesResult = await bulk.delete_images(info, selection, options)
+        return result
+
+    @strawberry.mutation(
+        description="Create or update products by SKU from an uploaded CSV (with a header) "
+        "or JSONL file. Rows that cannot be imported are errors naming their row and "
+        "column; the other rows land."
+    )
+    async def import_products(
+        self, info: Info, upload: Upload, options: BulkOptions | None = None
+    ) -> ImportProductsResult:
+        result: ImportProductsResult = await bulk.import_products(info, upload, options)
+        return result
+
+    @strawberry.mutation(
+        description="Match rows (exactly one of rows, up to 1,000, or an uploaded CSV or "
+        "JSONL file) to products: BARCODE, IDENTIFIER, SKU, NAME_BRAND, then FUZZY_NAME "
+        "(a name at least fuzzyThreshold similar, same brand). addToDatasetId adds the "
+        "matched products to that dataset."
+    )
+    async def match_products(
+        self,
+        info: Info,
+        rows: list[MatchRowInput] | None = None,
+        upload: Upload | None = None,
+        options: BulkOptions | None = None,
+        add_to_dataset_id: strawberry.ID | None = None,
+        fuzzy_threshold: float = 0.6,
+    ) -> MatchProductsResult:
+        result: MatchProductsResult = await matching.match_products(
+            info, rows, upload, options, add_to_dataset_id, fuzzy_threshold
+        )
         return result
 
     @strawberry.mutation

@@ -28,6 +28,16 @@ class PageInfo:
     start_cursor: str | None
     end_cursor: str | None
 
+    @classmethod
+    def of(cls, edges: list[Any], *, has_next: bool, has_previous: bool) -> PageInfo:
+        """The page info of `edges` (objects with a `cursor`)."""
+        return cls(
+            has_next_page=has_next,
+            has_previous_page=has_previous,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        )
+
 
 @strawberry.type
 class Identifier:
@@ -146,6 +156,11 @@ class ItemError:
     row: int | None
     code: str
     message: str
+    column: str | None = strawberry.field(
+        default=None,
+        description="For a row of an uploaded file: the column the error is in, when it "
+        "is one column.",
+    )
 
     @classmethod
     def from_failure(cls, failure: ItemFailure) -> ItemError:
@@ -154,6 +169,7 @@ class ItemError:
             row=failure.row,
             code=failure.code,
             message=failure.message,
+            column=failure.column,
         )
 
 
@@ -166,6 +182,43 @@ class ItemErrorEdge:
 @strawberry.type
 class ItemErrorConnection:
     edges: list[ItemErrorEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type(description="One input row of matchProducts and what it matched.")
+class MatchRow:
+    row: int
+    product: Product | None = strawberry.field(
+        description="The matched product; null when unmatched (or deleted since)."
+    )
+    matched_by: str | None = strawberry.field(
+        description="The rule that matched: BARCODE, IDENTIFIER, SKU, NAME_BRAND or FUZZY_NAME."
+    )
+    score: float | None = strawberry.field(
+        description="1.0 for an exact rule, the name similarity for FUZZY_NAME."
+    )
+    candidates: list[Product] = strawberry.field(
+        description="For an unmatched row, up to 3 products with the most similar names "
+        "(within its brand, or among all products for a row without one), best first."
+    )
+    candidate_scores: list[float] = strawberry.field(
+        description="The similarity of each candidate, in the same order."
+    )
+    error: str | None = strawberry.field(
+        description="Why the row could not be matched on anything (also an item error)."
+    )
+
+
+@strawberry.type
+class MatchRowEdge:
+    cursor: str
+    node: MatchRow
+
+
+@strawberry.type
+class MatchRowConnection:
+    edges: list[MatchRowEdge]
     page_info: PageInfo
     total_count: int
 
@@ -246,6 +299,27 @@ class Job:
         from bulkops.resolvers.jobs import queue_position
 
         return await queue_position(info, str(self.id))
+
+    @strawberry.field(
+        description="A matchProducts job's rows and what each matched, in row order "
+        "(rows processed so far while it runs); null for other operations. `matched` "
+        "keeps matched (true) or other (false) rows; `matchedBy` one rule's matches."
+    )
+    async def match_results(
+        self,
+        info: Info,
+        first: int | None = 50,
+        after: str | None = None,
+        matched: bool | None = None,
+        matched_by: str | None = None,
+    ) -> MatchRowConnection | None:
+        if self.operation != "matchProducts":
+            return None
+        from bulkops.resolvers.matching import job_match_results
+
+        return await job_match_results(
+            info, str(self.id), first=first, after=after, matched=matched, matched_by=matched_by
+        )
 
     @strawberry.field
     async def parent(self, info: Info) -> Job | None:
@@ -345,6 +419,24 @@ class DeleteImagesSummary(BulkSummary):
     )
 
 
+@strawberry.type(
+    description="Items are input rows: matched counts rows, succeeded the matched ones, "
+    "skipped the unmatched ones and failed those with nothing to match on; sample shows "
+    "matched products."
+)
+class MatchProductsSummary(BulkSummary):
+    matched_rows: int
+    unmatched_rows: int
+    added_to_dataset: int = strawberry.field(
+        description="Matched products added to addToDatasetId (those already in it are "
+        "not counted)."
+    )
+    rows: list[MatchRow] = strawberry.field(
+        default_factory=list,
+        description="Every row and what it matched, in row order (empty for a dry run).",
+    )
+
+
 DeleteProductsResult = Annotated[
     DeleteProductsSummary | JobQueued | Rejected, strawberry.union("DeleteProductsResult")
 ]
@@ -365,6 +457,25 @@ UpdateProductsResult = Annotated[
 DeleteImagesResult = Annotated[
     DeleteImagesSummary | JobQueued | Rejected, strawberry.union("DeleteImagesResult")
 ]
+
+
+@strawberry.type(
+    description="Items are the file's rows: matched counts them, succeeded the products "
+    "created or changed, skipped the rows that would change nothing, failed the rows that "
+    "cannot be imported (errors name their row and column). A dry run's sample shows only "
+    "existing products."
+)
+class ImportProductsSummary(BulkSummary):
+    created: int
+    updated: int
+
+
+ImportProductsResult = Annotated[
+    ImportProductsSummary | JobQueued | Rejected, strawberry.union("ImportProductsResult")
+]
+MatchProductsResult = Annotated[
+    MatchProductsSummary | JobQueued | Rejected, strawberry.union("MatchProductsResult")
+]
 CreateDatasetResult = Annotated[Dataset | Rejected, strawberry.union("CreateDatasetResult")]
 JobActionResult = Annotated[Job | Rejected, strawberry.union("JobActionResult")]
 RetryJobResult = Annotated[JobQueued | Rejected, strawberry.union("RetryJobResult")]
@@ -376,4 +487,6 @@ SUMMARY_TYPES: dict[str, Any] = {
     "removeProductsFromDataset": RemoveProductsFromDatasetSummary,
     "updateProducts": UpdateProductsSummary,
     "deleteImages": DeleteImagesSummary,
+    "matchProducts": MatchProductsSummary,
+    "importProducts": ImportProductsSummary,
 }

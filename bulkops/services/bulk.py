@@ -121,9 +121,7 @@ async def submit(
     fingerprint = idempotency.request_hash(
         {
             "operation": operation,
-            "selection": {"ids": list(selection.ids)}
-            if selection.ids is not None
-            else selection.to_json(),
+            "selection": selection.fingerprint(),
             "params": params,
             "options": {**asdict(options), "idempotency_key": None},
         }

@@ -80,6 +80,13 @@ async def retry_job(
                 field=["id"],
             )
         selection = await jobs_db.raw_selection(conn, job_id)
+        if "staged" in selection:
+            raise InputError(
+                "An import cannot be retried: its staged rows went when it ended. Upload "
+                "the file again (rows already imported are skipped).",
+                code="NOT_RETRYABLE",
+                field=["id"],
+            )
         failed: list[int] = []
         if scope == "FAILED_ITEMS":
             failed = await jobs_db.failed_item_ids(conn, job_id)

@@ -8,6 +8,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from bulkops.db import imports as imports_db
 from bulkops.services.queue import enqueue_slice, is_waiting, request_purge
 from bulkops.services.storage import purge_deleted_files
 from bulkops.tasks.runner import WorkerDeps
@@ -37,12 +38,14 @@ async def reconcile(deps: WorkerDeps, redis: ArqRedis) -> int:
 
 
 async def remove_expired(deps: WorkerDeps) -> int:
-    """Remove finished jobs past the retention, with their items and errors, and
-    expired idempotency keys. Returns how many jobs were removed."""
+    """Remove finished jobs past the retention, with their items and errors, expired
+    idempotency keys, matchProducts inputs no job names any more, and staged imports
+    left behind. Returns how many jobs were removed."""
+    retention = timedelta(days=deps.settings.job_retention_days)
     async with deps.pool.acquire() as conn:
-        removed: int = await conn.fetchval(
-            "SELECT remove_expired($1)", timedelta(days=deps.settings.job_retention_days)
-        )
+        removed: int = await conn.fetchval("SELECT remove_expired($1)", retention)
+        await conn.execute("SELECT remove_expired_match_inputs($1)", retention)
+        await imports_db.remove_stale(conn)
     return removed
 
 

@@ -115,6 +115,8 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
         op: Operation[Any] | None = REGISTRY.get(job.operation)
         if job.status == "CANCELLING":
             job = await _finish(conn, job, "CANCELLED", step="cancelled")
+            if op is not None:
+                await op.release(conn, Selection.from_job(locked.selection))
         elif op is None:
             job = await _fail(
                 conn,
@@ -163,6 +165,8 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
                 if not job.terminal and len(ids) < batch_size:
                     # A short batch is the last one: finish in the same transaction.
                     job = await _complete(conn, job, selection)
+            if job.terminal:
+                await op.release(conn, selection)
         now = time.monotonic()
         if (
             job.terminal

@@ -23,6 +23,8 @@ TENANT_TABLES = {
     "jobs",
     "job_items",
     "job_errors",
+    "import_uploads",
+    "import_rows",
 }
 
 

@@ -1,0 +1,88 @@
+"""How big each workload is: the full plan of BENCHMARKS.md and the quick smoke plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and repetitions of one `python -m bench.run`."""
+
+    name: str
+    products: int
+    # Runs of each ours/baseline pair (W1-W5); the figure is their median.
+    runs: int
+    # W4: uploaded rows, of which this many carry a typo and need the fuzzy rule.
+    match_rows: int
+    fuzzy_rows: int
+    match_runs: int
+    # W6: sequential requests at 1 client; requests per client at 32 clients.
+    inline_requests: int
+    inline_clients: int
+    inline_requests_per_client: int
+    # W7: small background jobs run one after another (pickup latency).
+    pickup_jobs: int
+    # W8: websocket subscribers of one job, spread over this many client processes.
+    subscribers: int
+    subscriber_processes: int
+    # W9: small jobs of `job_items` products each, from `tenants` tenants.
+    small_jobs: int
+    job_items: int
+    tenants: int
+    tenant_products: int
+    # W10: worker processes, and runs per point of the curve.
+    worker_counts: tuple[int, ...]
+    scaling_runs: int
+    # W10 also with W1's products split into four jobs sent at once.
+    scaling_split: bool
+
+    @property
+    def share(self) -> int:
+        """Products a bulk workload changes: a tenth of the catalog (100,000 of 1,000,000)."""
+        return self.products // 10
+
+
+FULL = Plan(
+    name="full",
+    products=1_000_000,
+    runs=3,
+    match_rows=100_000,
+    fuzzy_rows=50,
+    match_runs=2,
+    inline_requests=300,
+    inline_clients=32,
+    inline_requests_per_client=20,
+    pickup_jobs=50,
+    subscribers=1000,
+    subscriber_processes=2,
+    small_jobs=10_000,
+    job_items=50,
+    tenants=20,
+    tenant_products=1000,
+    worker_counts=(1, 2, 4),
+    scaling_runs=1,
+    scaling_split=True,
+)
+
+QUICK = Plan(
+    name="quick",
+    products=5000,
+    runs=1,
+    match_rows=500,
+    fuzzy_rows=5,
+    match_runs=1,
+    inline_requests=30,
+    inline_clients=32,
+    inline_requests_per_client=1,
+    pickup_jobs=5,
+    subscribers=50,
+    subscriber_processes=1,
+    small_jobs=200,
+    job_items=50,
+    tenants=20,
+    tenant_products=100,
+    worker_counts=(1, 2, 4),
+    scaling_runs=1,
+    scaling_split=False,
+)

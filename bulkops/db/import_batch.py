@@ -1,0 +1,265 @@
+"""importProducts' batch step in SQL: read and check a batch of staged rows, lock the
+products they name, find who holds their unique identifiers, then upsert the good rows
+with one INSERT ... ON CONFLICT and their identifiers with another.
+
+Every statement is driven by the batch's keys given as arrays (staged row ids, SKUs,
+identifier values, and the locked products' values), so that no plan has to join the
+tenant's catalog; the lookups by key still rely on statistics that know roughly how many
+products the tenant has (see refresh_statistics)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+MAX_TEXT_LENGTH = 255
+MAX_NAME_LENGTH = 1000
+MAX_KIND_LENGTH = 64
+# products.price is numeric(12, 2).
+MAX_PRICE = Decimal("9999999999.99")
+STATUSES = ("DRAFT", "ACTIVE", "ARCHIVED")
+
+
+@dataclass(frozen=True)
+class StagedRow:
+    """A staged row of the batch: its key, what identifies its product, its identifiers
+    as (KIND, value, column), and the first of its values that cannot be imported whatever
+    the catalog holds (a check's name, the column, details for the message), if any."""
+
+    id: int
+    row: int
+    sku: str | None
+    has_name: bool
+    identifiers: tuple[tuple[str, str, str], ...]
+    failure: tuple[str | None, ...] | None
+
+
+@dataclass(frozen=True)
+class Product:
+    """A product a batch names, as it is (locked until the batch's transaction ends)."""
+
+    id: int
+    name: str
+    barcode: str | None
+    brand: str | None
+    category: str | None
+    status: str
+    price: Decimal | None
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Upserted:
+    id: int
+    sku: str
+    created: bool
+
+
+# The checks that need nothing but the row, in the order of its columns. Lengths are
+# bounded because sku, barcode, brand, category and identifier values are indexed.
+_ROWS = f"""
+SELECT s.id, s.row_number, s.sku, s.name IS NOT NULL AS has_name, s.identifiers,
+       CASE
+  WHEN s.error_code IS NOT NULL
+    THEN ARRAY['staged', s.error_column, s.error_code, s.error_message]
+  WHEN s.sku IS NULL THEN ARRAY['missing', 'sku']
+  WHEN length(s.sku) > {MAX_TEXT_LENGTH} THEN ARRAY['too_long', 'sku', '{MAX_TEXT_LENGTH}']
+  WHEN length(s.name) > {MAX_NAME_LENGTH} THEN ARRAY['too_long', 'name', '{MAX_NAME_LENGTH}']
+  WHEN length(s.barcode) > {MAX_TEXT_LENGTH}
+    THEN ARRAY['too_long', 'barcode', '{MAX_TEXT_LENGTH}']
+  WHEN length(s.brand) > {MAX_TEXT_LENGTH} THEN ARRAY['too_long', 'brand', '{MAX_TEXT_LENGTH}']
+  WHEN length(s.category) > {MAX_TEXT_LENGTH}
+    THEN ARRAY['too_long', 'category', '{MAX_TEXT_LENGTH}']
+  WHEN s.status <> ALL($2::text[]) THEN ARRAY['status', 'status', s.status]
+  WHEN s.price IS NOT NULL AND NOT pg_input_is_valid(s.price, 'numeric')
+    THEN ARRAY['price_number', 'price', s.price]
+  WHEN s.price::numeric = 'NaN' THEN ARRAY['price_number', 'price', s.price]
+  WHEN s.price::numeric < 0 THEN ARRAY['price_negative', 'price', s.price]
+  WHEN s.price::numeric > {MAX_PRICE} THEN ARRAY['price_max', 'price', s.price]
+  WHEN s.price::numeric <> round(s.price::numeric, 2)
+    THEN ARRAY['price_scale', 'price', s.price]
+  WHEN s.attributes IS NOT NULL AND NOT pg_input_is_valid(s.attributes, 'jsonb')
+    THEN ARRAY['attributes_json', 'attributes']
+  WHEN jsonb_typeof(s.attributes::jsonb) <> 'object'
+    THEN ARRAY['attributes_object', 'attributes', jsonb_typeof(s.attributes::jsonb)]
+  ELSE (
+    SELECT ARRAY[x.problem, x.col, x.kind] FROM (
+      SELECT i.e->>0 AS kind, i.e->>2 AS col, i.n,
+             CASE WHEN i.e->>0 = '' THEN 'identifier_kind_blank'
+                  WHEN i.e->>0 = 'BARCODE' THEN 'identifier_barcode'
+                  WHEN length(i.e->>0) > {MAX_KIND_LENGTH} THEN 'identifier_kind_long'
+                  WHEN length(i.e->>1) > {MAX_TEXT_LENGTH} THEN 'identifier_value_long'
+             END AS problem
+      FROM jsonb_array_elements(s.identifiers) WITH ORDINALITY AS i(e, n)) x
+    WHERE x.problem IS NOT NULL ORDER BY x.n LIMIT 1)
+END AS failure
+FROM import_rows s
+WHERE s.id = ANY($1::bigint[]) AND s.tenant_id = current_tenant_id()
+ORDER BY s.id"""
+
+
+async def staged_rows(conn: asyncpg.Connection, ids: Sequence[int]) -> list[StagedRow]:
+    """The batch's staged rows, in row order, each checked on its own."""
+    rows = await conn.fetch(_ROWS, list(ids), list(STATUSES))
+    return [
+        StagedRow(
+            r["id"],
+            r["row_number"],
+            r["sku"],
+            r["has_name"],
+            tuple((kind, value, column) for kind, value, column in r["identifiers"]),
+            tuple(r["failure"]) if r["failure"] else None,
+        )
+        for r in rows
+    ]
+
+
+async def lock_products(conn: asyncpg.Connection, skus: Sequence[str]) -> dict[str, Product]:
+    """The products with these SKUs, by SKU, locked in id order."""
+    rows = await conn.fetch(
+        """SELECT id, sku, name, barcode, brand, category, status, price, attributes
+           FROM products
+           WHERE tenant_id = current_tenant_id() AND sku = ANY($1::text[])
+           ORDER BY id FOR UPDATE""",
+        list(skus),
+    )
+    return {
+        r["sku"]: Product(
+            r["id"],
+            r["name"],
+            r["barcode"],
+            r["brand"],
+            r["category"],
+            r["status"],
+            r["price"],
+            r["attributes"],
+        )
+        for r in rows
+    }
+
+
+async def identifier_holders(
+    conn: asyncpg.Connection, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, str]]:
+    """Which product (id, SKU) holds each (kind, value) of `pairs`, for those held."""
+    if not pairs:
+        return {}
+    wanted = set(pairs)
+    rows = await conn.fetch(
+        """SELECT h.kind, h.value, h.product_id, p.sku
+           FROM product_identifiers h JOIN products p ON p.id = h.product_id
+           WHERE h.tenant_id = current_tenant_id()
+             AND h.kind = ANY($1::text[]) AND h.value = ANY($2::text[])""",
+        sorted({k for k, _ in wanted}),
+        [v for _, v in pairs],
+    )
+    return {
+        (r["kind"], r["value"]): (r["product_id"], r["sku"])
+        for r in rows
+        if (r["kind"], r["value"]) in wanted
+    }
+
+
+# A field left empty keeps the product's value (or, for a new product, is null: DRAFT for
+# the status, {} for attributes). Attributes are merged key by key; a key given null is
+# removed. A product that would not change is not updated (nor returned). The products'
+# current values come in as arrays, so that no plan can look them up by scanning the
+# tenant's products (see refresh_statistics).
+_UPSERT = """
+INSERT INTO products AS p (sku, name, barcode, brand, category, status, price, attributes)
+SELECT s.sku, COALESCE(s.name, b.name), COALESCE(s.barcode, b.barcode),
+       COALESCE(s.brand, b.brand), COALESCE(s.category, b.category),
+       COALESCE(s.status, b.status, 'DRAFT'), COALESCE(s.price::numeric, b.price),
+       CASE WHEN s.attributes IS NULL THEN COALESCE(b.attributes::jsonb, '{}')
+            ELSE (COALESCE(b.attributes::jsonb, '{}')
+                  - ARRAY(SELECT key FROM jsonb_each(s.attributes::jsonb) WHERE value = 'null'))
+                 || (SELECT COALESCE(jsonb_object_agg(key, value), '{}')
+                     FROM jsonb_each(s.attributes::jsonb) WHERE value <> 'null') END
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::numeric[], $8::text[])
+       WITH ORDINALITY AS b(id, name, barcode, brand, category, status, price, attributes, n)
+JOIN import_rows s ON s.id = b.id AND s.tenant_id = current_tenant_id()
+ORDER BY b.n
+ON CONFLICT (tenant_id, sku) DO UPDATE SET
+  name = EXCLUDED.name, barcode = EXCLUDED.barcode, brand = EXCLUDED.brand,
+  category = EXCLUDED.category, status = EXCLUDED.status, price = EXCLUDED.price,
+  attributes = EXCLUDED.attributes, updated_at = now()
+WHERE (p.name, p.barcode, p.brand, p.category, p.status, p.price, p.attributes)
+      IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.barcode, EXCLUDED.brand, EXCLUDED.category,
+                        EXCLUDED.status, EXCLUDED.price, EXCLUDED.attributes)
+RETURNING p.id, p.sku, p.xmax = 0 AS created"""
+
+
+async def upsert_products(
+    conn: asyncpg.Connection, rows: Sequence[tuple[int, Product | None]]
+) -> list[Upserted]:
+    """Upsert the staged rows (id, and the product its SKU names, None for a new one) by
+    SKU; the products created or changed."""
+    if not rows:
+        return []
+    columns: list[list[Any]] = [[] for _ in range(8)]
+    for staged_id, p in rows:
+        values = (
+            (p.name, p.barcode, p.brand, p.category, p.status, p.price, json.dumps(p.attributes))
+            if p is not None
+            else (None,) * 7
+        )
+        for column, value in zip(columns, (staged_id, *values), strict=True):
+            column.append(value)
+    result = await conn.fetch(_UPSERT, *columns)
+    return [Upserted(r["id"], r["sku"], r["created"]) for r in result]
+
+
+async def product_ids(conn: asyncpg.Connection, skus: Sequence[str]) -> dict[str, int]:
+    rows = await conn.fetch(
+        """SELECT id, sku FROM products
+           WHERE tenant_id = current_tenant_id() AND sku = ANY($1::text[])""",
+        list(skus),
+    )
+    return {r["sku"]: r["id"] for r in rows}
+
+
+async def touch_products(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
+    """Mark products changed whose identifiers alone changed."""
+    if ids:
+        await conn.execute(
+            """UPDATE products SET updated_at = now()
+               WHERE id = ANY($1::bigint[]) AND tenant_id = current_tenant_id()""",
+            list(ids),
+        )
+
+
+async def set_identifiers(
+    conn: asyncpg.Connection, identifiers: Sequence[tuple[int, str, str]]
+) -> set[int]:
+    """Add each (product, KIND, value), or give the product's identifier of that kind the
+    value; the products whose identifiers this changed."""
+    if not identifiers:
+        return set()
+    columns: list[list[Any]] = [list(c) for c in zip(*sorted(identifiers), strict=True)]
+    rows = await conn.fetch(
+        """INSERT INTO product_identifiers AS pi (product_id, kind, value)
+           SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])
+           ON CONFLICT (product_id, kind) DO UPDATE SET value = EXCLUDED.value
+             WHERE pi.value IS DISTINCT FROM EXCLUDED.value
+           RETURNING pi.product_id""",
+        *columns,
+    )
+    return {r["product_id"] for r in rows}
+
+
+async def refresh_statistics(conn: asyncpg.Connection) -> None:
+    """Refresh the catalog's statistics if a bulk change outgrew them.
+
+    The planner estimates how many products a tenant has from the statistics. A tenant
+    whose catalog an import makes many times larger than they say gets plans that scan
+    all its products for every batch (any lookup through an index led by tenant_id looks
+    cheapest), which makes a large import quadratic. refresh_catalog_statistics()
+    (migration 0004) runs ANALYZE when the rows changed since the last one outnumber what
+    the statistics think the tenant has, so the estimates stay within a factor of two."""
+    await conn.execute("SELECT refresh_catalog_statistics()")

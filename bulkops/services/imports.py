@@ -1,0 +1,109 @@
+"""Submitting an import: stage the uploaded file's rows, then run them like any bulk change.
+
+The file is read once, streamed, when the request is accepted: parsed in a worker thread
+chunk by chunk (the next chunk is parsed while the last one is copied) and copied into
+`import_rows` in one transaction, so an upload is staged whole or not at all. Whole-file
+problems refuse the request then (`UploadError`); a row that cannot be read is staged with
+its error. `bulk.submit` then counts the rows, and runs them inline or queues a job that
+walks them; the staged rows of an inline run (or of a refused or replayed request) are
+removed right after it, a job's when it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+from typing import BinaryIO
+
+from bulkops.db import imports as imports_db
+from bulkops.db.imports import StagedRecord
+from bulkops.db.pool import tenant_transaction
+from bulkops.operations.import_columns import ImportColumns
+from bulkops.operations.update_products import UNIQUE_IDENTIFIER_KINDS
+from bulkops.selection import Selection, StagedRows
+from bulkops.services import bulk
+from bulkops.uploads import RowReader, UploadError, UploadFormat, open_upload
+
+OPERATION = "importProducts"
+CHUNK_ROWS = 10_000
+
+
+async def import_products(
+    services: bulk.Services,
+    tenant_id: str,
+    file: BinaryIO,
+    *,
+    filename: str | None,
+    options: bulk.BulkOptions,
+) -> bulk.InlineResult | bulk.QueuedResult:
+    """Stage the file and import it inline or in a job, as its size and `options` decide.
+    Raises InputError (UploadError for the file itself, field `upload`); nothing has
+    changed then, and nothing stays staged."""
+    staged = await stage_upload(services, tenant_id, file, filename=filename)
+    try:
+        return await bulk.submit(
+            services,
+            tenant_id,
+            operation=OPERATION,
+            selection=Selection(staged=staged),
+            params={},
+            options=options,
+        )
+    finally:
+        # The rows stay only for a job that walks them: not after an inline run, a
+        # refusal, or a replayed idempotency key (which answers with an earlier job).
+        async with tenant_transaction(services.pool, tenant_id) as conn:
+            if not await imports_db.job_walks(conn, staged.upload_id):
+                await imports_db.drop_upload(conn, staged.upload_id)
+
+
+async def stage_upload(
+    services: bulk.Services, tenant_id: str, file: BinaryIO, *, filename: str | None
+) -> StagedRows:
+    """Read the file and stage its rows in one transaction; raises UploadError."""
+    digest, reader, columns = await asyncio.to_thread(_open, file, filename)
+    upload_id = str(uuid.uuid4())
+    chunks = _chunks(reader, columns)
+    async with tenant_transaction(services.pool, tenant_id) as conn:
+        await imports_db.begin_staging(conn, upload_id)
+        rows = 0
+        pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+        try:
+            while (chunk := await pending) is not None:
+                pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+                await imports_db.stage_chunk(conn, upload_id, chunk)
+                rows += len(chunk)
+        finally:
+            if not pending.done():
+                # Not parsing on in the background once the request is over.
+                with suppress(Exception):
+                    await pending
+        if rows == 0:
+            raise UploadError("The file has no rows to import.", code="EMPTY_UPLOAD")
+        await imports_db.finish_staging(
+            conn, upload_id, rows=rows, unique_kinds=sorted(UNIQUE_IDENTIFIER_KINDS)
+        )
+    return StagedRows(upload_id=upload_id, digest=digest)
+
+
+def _open(file: BinaryIO, filename: str | None) -> tuple[str, RowReader, ImportColumns]:
+    digest = hashlib.file_digest(file, "sha256").hexdigest()  # type: ignore[arg-type]
+    file.seek(0)
+    reader = open_upload(file, filename=filename)
+    if reader.format is UploadFormat.CSV:
+        assert reader.columns is not None
+        return digest, reader, ImportColumns.of_header(reader.columns)
+    return digest, reader, ImportColumns()
+
+
+def _chunks(reader: RowReader, columns: ImportColumns) -> Iterator[list[StagedRecord]]:
+    chunk: list[StagedRecord] = []
+    for item in reader:
+        chunk.append(columns.record(item))
+        if len(chunk) == CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
