@@ -12,7 +12,9 @@ from pathlib import Path
 
 # A frame as py-spy's raw format writes it: "function (path/to/module.py:123)".
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:()]+)(?::\d+)?\)$")
-IDLE = ("select (selectors.py", "poll (selectors.py", "_run_once (asyncio/base_events.py")
+# Leaves that mean waiting: the selector of asyncio's loop, or uvloop's loop (in C, so the
+# innermost Python frame is the one that started it).
+IDLE = ("select (selectors.py", "poll (selectors.py", "Runner.run (asyncio/runners.py")
 
 
 def _name(frame: str) -> str:
@@ -46,7 +48,7 @@ def summarize(path: Path, top: int) -> str:
     if not total:
         return f"{path}: no samples"
     busy = total - idle
-    lines = [f"{path.name}: {total} samples, {busy / total:.0%} busy (not waiting in select)"]
+    lines = [f"{path.name}: {total} samples, {busy / total:.0%} busy (not waiting for events)"]
     lines.append("  inclusive (share of busy samples):")
     lines += [f"    {n / busy:6.1%}  {name}" for name, n in inclusive.most_common(top)]
     lines.append("  self:")

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 from bench.catalog import Catalog, build_catalog, log
@@ -49,6 +51,7 @@ async def run_workloads(
     results: dict[str, Result] = {}
     for wid in only:
         started = time.perf_counter()
+        load_before = os.getloadavg()[0]
         log(f"--- {wid}")
         try:
             results[wid] = await WORKLOADS[wid](harness)
@@ -56,7 +59,12 @@ async def run_workloads(
             traceback.print_exc()
             results[wid] = Result(None, None, "", "", False, f"failed: {exc!r}"[:300])
             harness.invalidate()
-        log(f"--- {wid} took {time.perf_counter() - started:.0f} s")
+        took = time.perf_counter() - started
+        # The machine is shared: how busy it was says how far to trust the figures.
+        results[wid].details.update(
+            seconds=round(took), load_average=[load_before, os.getloadavg()[0]]
+        )
+        log(f"--- {wid} took {took:.0f} s")
     return results
 
 
@@ -64,6 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small catalog, one run")
     parser.add_argument("--only", default="", help="comma-separated workload ids, e.g. W1,W5")
+    parser.add_argument("--runs", type=int, default=None, help="runs per workload (W1-W5)")
     parser.add_argument("--data", type=Path, default=None, help="data folder (servers, files)")
     parser.add_argument("--out", type=Path, default=None, help="the JSON file to write")
     parser.add_argument("--keep-data", action="store_true", help="keep the data folder")
@@ -96,6 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.runs is not None:
+        plan = replace(plan, runs=args.runs, match_runs=min(plan.match_runs, args.runs))
     raise_open_files_limit()
     if args.data.exists() and not args.reuse:
         shutil.rmtree(args.data)

@@ -18,10 +18,10 @@ import time
 import httpx
 
 from bench.catalog import BenchError, connect_app, log
+from bench.clients import graphql
 from bench.harness import Harness
 from bench.results import Result, median, percentile
-from bench.stack import graphql
-from bench.workloads.bulk import SET_STATUS, SET_TENANT
+from bench.workloads.raw_sql import SET_STATUS, SET_TENANT
 
 SIZE = 50
 WARMUP = 10

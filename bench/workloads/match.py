@@ -28,9 +28,9 @@ from typing import Any
 import httpx
 
 from bench.catalog import BenchError, log
+from bench.clients import TimedJob, timed_job
 from bench.harness import Harness
 from bench.results import Result, median
-from bench.stack import TimedJob, timed_job
 
 BATCH = 2000
 THRESHOLD = 0.6

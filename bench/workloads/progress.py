@@ -32,9 +32,10 @@ from typing import Any
 import httpx
 
 from bench.catalog import BenchError, log
+from bench.clients import Seen, graphql, mutation_sender, queued_job, timed_job
 from bench.harness import Harness
 from bench.results import Result, percentile
-from bench.stack import ROOT, Seen, graphql, mutation_sender, queued_job, redis_client, timed_job
+from bench.stack import ROOT, redis_client
 from bulkops.constants import job_channel
 
 JOB_TIMEOUT = 900.0

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from bench.catalog import BenchError, log
+from bench.clients import graphql, queued_job, watch_job
 from bench.harness import Harness
 from bench.results import Result, median
-from bench.stack import graphql, queued_job, watch_job
 from bench.workloads.bulk import DELETE_CASE, DELETE_MUTATION, JOB_TIMEOUT, run_ours
 
 SPLIT = 4

@@ -23,9 +23,9 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from bench.catalog import BenchError, Tenant, log
+from bench.clients import graphql, queued_job
 from bench.harness import Harness
 from bench.results import Result, percentile
-from bench.stack import graphql, queued_job
 from bulkops.config import Settings
 from bulkops.constants import TERMINAL_STATUSES
 

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.stack import open_subscription, raise_open_files_limit
+from bench.clients import open_subscription
+from bench.stack import raise_open_files_limit
 from bulkops.constants import TERMINAL_STATUSES
 
 CONNECTING = 50

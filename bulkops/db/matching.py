@@ -299,7 +299,7 @@ async def match_fuzzy(
     return await _hits(
         conn,
         """SELECT row_number, product_id, score
-           FROM match_similar_names($1, $2::int[], $3::real, 1, false)""",
+           FROM match_fuzzy_name($1, $2::int[], $3::real)""",
         input_id,
         rows,
         threshold,
@@ -313,7 +313,7 @@ async def find_candidates(
     within the row's brand, or among all products for a row without one; best first."""
     found = await conn.fetch(
         """SELECT row_number, product_id, score
-           FROM match_similar_names($1, $2::int[], $3::real, $4, true)""",
+           FROM match_name_candidates($1, $2::int[], $3::real, $4)""",
         input_id,
         list(rows),
         floor,
