@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -68,6 +69,23 @@ async def run_workloads(
     return results
 
 
+def revision() -> str:
+    """The commit measured, and whether the working tree differed from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}{' with uncommitted changes' if dirty else ''}" if head else "unknown"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small catalog, one run")
@@ -112,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(args.data)
     (args.data / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    commit = revision()
     servers = ensure_servers(None, None, args.data, persist=False)
     try:
         assert servers.database_url and servers.redis_url
@@ -135,7 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.out, payload)
     write_json(
         args.out.with_suffix(".details.json"),
-        {**payload, "plan": plan.name, "details": {w: r.details for w, r in results.items()}},
+        {
+            **payload,
+            "plan": plan.name,
+            "commit": commit,
+            "details": {w: r.details for w, r in results.items()},
+        },
     )
     print(f"\n{plan.name} run, {payload['date']}, {payload['machine']}\n")
     print(table(results))

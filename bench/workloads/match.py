@@ -7,13 +7,15 @@ Baseline: the raw-SQL limit of the same work and join plan: `COPY` of the CSV in
 table, then 2,000 rows per transaction (the operation's batch size), each rule one
 `INSERT ... SELECT` over the batch's rows still unmatched, in the service's priority order
 and with the same joins and indexes as bulkops/db/matching.py and the functions of
-migration 0005, then a progress-row update. It runs as the table owner with the tenant
-in every predicate: under row-level security the name rules' indexes are usable only
-through the service's SECURITY DEFINER functions, which run as the owner as well.
+migrations 0005 and 0007 (keep them in step), then a progress-row update. It runs as the
+table owner with the tenant in every predicate: under row-level security the name rules'
+indexes are usable only through the service's SECURITY DEFINER functions, which run as the
+owner as well.
 
-The fuzzy rule costs about half a second per row on this catalog, in both (a trigram
-search among a million names built from 108,000 distinct ones), so the upload holds only
-`plan.fuzzy_rows` misspelt names: a fifth of 100,000 would take hours.
+The fuzzy rule costs a good part of a second per row on this catalog, in both (the brand's
+125,000 products are read for each row; a million names built from 108,000 distinct ones
+leave the trigram index no better), so the upload holds only `plan.fuzzy_rows` misspelt
+names: a fifth of 100,000 would take hours.
 """
 
 from __future__ import annotations
@@ -100,10 +102,10 @@ RULES: list[tuple[str, str]] = [
             SELECT r.row_number, 'MATCHED', hit.id, 'FUZZY_NAME', hit.score
             FROM pending r
             CROSS JOIN LATERAL (
-              SELECT p.id, similarity(match_norm(p.name), r.name_key) AS score
+              SELECT p.id, similarity(p.name, btrim(r.name)) AS score
               FROM products p
-              WHERE p.tenant_id = $2
-                AND match_norm(p.name) % r.name_key AND match_norm(p.brand) = r.brand_key
+              WHERE p.tenant_id = $2 AND p.name % btrim(r.name)
+                AND match_norm(p.brand) = r.brand_key
               ORDER BY score DESC, p.id LIMIT 1) hit
             WHERE r.name_key <> '' AND r.brand_key <> '' AND hit.score >= {THRESHOLD}::real""",
     ),
@@ -114,10 +116,10 @@ RULES: list[tuple[str, str]] = [
             SELECT r.row_number, 'UNMATCHED', COALESCE((
                      SELECT jsonb_agg(jsonb_build_object('id', c.id, 'score', c.score)
                                       ORDER BY c.score DESC, c.id)
-                     FROM (SELECT p.id, similarity(match_norm(p.name), r.name_key) AS score
+                     FROM (SELECT p.id, similarity(p.name, btrim(r.name)) AS score
                            FROM products p
                            WHERE r.name_key <> '' AND p.tenant_id = $2
-                             AND match_norm(p.name) % r.name_key
+                             AND p.name % btrim(r.name)
                              AND (r.brand_key = '' OR match_norm(p.brand) = r.brand_key)
                            ORDER BY score DESC, p.id LIMIT 3) c), '[]')
             FROM pending r""",
