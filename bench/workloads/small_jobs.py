@@ -166,8 +166,8 @@ async def w9(h: Harness) -> Result:
         ours=ours,
         baseline=base,
         unit="jobs/s",
-        target="reported",
-        met=None,
+        target="ratio >= 0.5 (half bare arq's no-op jobs/s)",
+        met=ours / base >= 0.5,
         note=(
             f"{total:,} jobs of {plan.job_items} products from {len(tenants)} tenants, 1 worker "
             f"(max_jobs {settings.worker_max_jobs}); submitted at {total / submit_s:.0f}/s; "
