@@ -36,6 +36,8 @@ class Plan:
     scaling_runs: int
     # W10 also with W1's products split into four jobs sent at once.
     scaling_split: bool
+    # R1: new products imported from one file and exported back.
+    roundtrip_rows: int
 
     @property
     def share(self) -> int:
@@ -63,6 +65,7 @@ FULL = Plan(
     worker_counts=(1, 2, 4),
     scaling_runs=1,
     scaling_split=True,
+    roundtrip_rows=1_000_000,
 )
 
 QUICK = Plan(
@@ -85,4 +88,5 @@ QUICK = Plan(
     worker_counts=(1, 2, 4),
     scaling_runs=1,
     scaling_split=False,
+    roundtrip_rows=2000,
 )

@@ -7,7 +7,16 @@ from collections.abc import Awaitable, Callable
 
 from bench.harness import Harness
 from bench.results import Result
-from bench.workloads import bulk, export, inline, match, progress, scaling, small_jobs
+from bench.workloads import (
+    bulk,
+    export,
+    inline,
+    match,
+    progress,
+    roundtrip,
+    scaling,
+    small_jobs,
+)
 
 Workload = Callable[[Harness], Awaitable[Result]]
 
@@ -22,4 +31,5 @@ WORKLOADS: dict[str, Workload] = {
     "W8": progress.w8,
     "W9": small_jobs.w9,
     "W10": scaling.w10,
+    "R1": roundtrip.r1,
 }
