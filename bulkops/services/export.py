@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -216,10 +216,16 @@ class ExportStream:
         # asyncpg hands over a fresh bytearray; ASGI servers want bytes.
         await self._put(bytes(chunk))
 
+    async def copy(
+        self, conn: asyncpg.Connection, output: Callable[[bytes], Awaitable[None]]
+    ) -> None:
+        """The COPY itself, in the tenant's transaction (another download overrides it)."""
+        await copy_products(conn, self._filter, self._format, output=output)
+
     async def _copy(self) -> None:
         try:
             async with tenant_transaction(self._pool, self._tenant_id) as conn:
-                await copy_products(conn, self._filter, self._format, output=self._output)
+                await self.copy(conn, self._output)
         except (asyncio.CancelledError, ExportClosedError):
             raise
         except BaseException as exc:
