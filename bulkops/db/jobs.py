@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +24,19 @@ async def insert_job(
     total: int,
     parent_id: str | None = None,
     idempotency_key: str | None = None,
+    item_ids: Sequence[int] | None = None,
 ) -> JobState:
+    """The job row and, when the selection is explicit ids, its `item_ids`: one statement."""
     row = await conn.fetchrow(
-        """INSERT INTO jobs (operation, priority, error_policy, params, selection, total,
-                             parent_id, idempotency_key, current_step)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued')
-           RETURNING *""",
+        """WITH job AS (
+             INSERT INTO jobs (operation, priority, error_policy, params, selection, total,
+                               parent_id, idempotency_key, current_step)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued')
+             RETURNING *),
+           items AS (
+             INSERT INTO job_items (job_id, item_id)
+             SELECT job.id, item FROM job, unnest($9::bigint[]) AS item)
+           SELECT * FROM job""",
         operation,
         priority,
         error_policy,
@@ -37,6 +45,7 @@ async def insert_job(
         total,
         parent_id,
         idempotency_key,
+        item_ids,
     )
     return JobState.from_row(row)
 

@@ -8,6 +8,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter
 
+from bulkops.schema.execution import ExecutionContext
 from bulkops.schema.roots import Mutation, Query, Subscription
 from bulkops.schema.types import (
     AddProductsToDatasetSummary,
@@ -52,6 +53,7 @@ def build_schema(*, dev: bool = False, max_depth: int = 12, max_aliases: int = 3
             ImportProductsSummary,
         ],
         extensions=extensions,
+        execution_context_class=ExecutionContext,
     )
 
 

@@ -14,13 +14,12 @@ from pydantic import ValidationError
 from bulkops.db import jobs as jobs_db
 from bulkops.db import products as products_db
 from bulkops.db.pool import tenant_transaction
-from bulkops.errors import InputError
+from bulkops.errors import InputError, NotFoundError
 from bulkops.models import ItemFailure, JobState, ProductRow
 from bulkops.operations import get_operation
 from bulkops.operations.base import BatchOutcome, JobAborted, Operation
 from bulkops.selection import Selection
 from bulkops.services import idempotency
-from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice
 from bulkops.services.storage import LocalStorage, purge_deleted_files, using_storage
 
@@ -59,7 +58,15 @@ class QueuedResult:
 
 
 class _Rollback(Exception):
-    """Undo the transaction (dry runs, ABORT policy) and carry its outcome out."""
+    """Undo a dry run's batch (its savepoint)."""
+
+
+class _Undo(Exception):
+    """Undo the run's transaction (dry runs, ABORT policy) and carry its result out."""
+
+    def __init__(self, result: InlineResult) -> None:
+        super().__init__()
+        self.result = result
 
 
 def field_path(loc: tuple[int | str, ...]) -> list[str]:
@@ -118,47 +125,50 @@ async def submit(
     key = options.idempotency_key
     if key is None:
         return await _submit(services, tenant_id, operation, selection, params, options)
-    fingerprint = idempotency.request_hash(
-        {
-            "operation": operation,
-            "selection": selection.fingerprint(),
-            "params": params,
-            "options": {**asdict(options), "idempotency_key": None},
-        }
-    )
-    stored = await idempotency.claim(
+    return await idempotency.run_once(
         services.pool,
         tenant_id,
         key=key,
         operation=operation,
-        fingerprint=fingerprint,
+        fingerprint=request_fingerprint(
+            operation, {"selection": selection.fingerprint()}, params, options
+        ),
         ttl=idempotency_ttl,
+        run=lambda: _submit(services, tenant_id, operation, selection, params, options),
+        encode=encode_result,
+        replay=lambda stored: replay_result(services, tenant_id, stored),
     )
-    if stored is not None:
-        return await _replay(services, tenant_id, stored)
-    try:
-        result = await _submit(services, tenant_id, operation, selection, params, options)
-    except InputError as exc:
-        await idempotency.store(
-            services.pool,
-            tenant_id,
-            key,
-            {"kind": "rejected", "code": exc.code, "message": exc.message, "field": exc.field},
-        )
-        raise
-    except BaseException:
-        await idempotency.release(services.pool, tenant_id, key)
-        raise
-    await idempotency.store(services.pool, tenant_id, key, _encode(result))
-    return result
 
 
-def _encode(result: InlineResult | QueuedResult) -> dict[str, Any]:
+def request_fingerprint(
+    operation: str, items: dict[str, Any], params: dict[str, Any], options: BulkOptions
+) -> bytes:
+    """What makes two requests under one idempotency key the same request: the operation,
+    what it applies to (`items`), its parameters and its options but the key."""
+    return idempotency.request_hash(
+        {
+            "operation": operation,
+            **items,
+            "params": params,
+            "options": {**asdict(options), "idempotency_key": None},
+        }
+    )
+
+
+def encode_result(
+    result: InlineResult | QueuedResult,
+    *,
+    kind: str = "inline",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A result as an idempotency key stores it; an operation that answers with more than
+    the summary (matchProducts' results) names its own `kind` and adds its `extra` fields,
+    which its own replay reads from the stored answer beside `replay_result`'s."""
     if isinstance(result, QueuedResult):
         return {"kind": "job", "job_id": result.job.id}
     outcome = result.outcome
     return {
-        "kind": "inline",
+        "kind": kind,
         "operation": result.operation,
         "matched": result.matched,
         "succeeded": outcome.succeeded,
@@ -169,21 +179,23 @@ def _encode(result: InlineResult | QueuedResult) -> dict[str, Any]:
         "sample_ids": [p.id for p in result.sample],
         "dry_run": result.dry_run,
         "aborted": result.aborted,
+        **(extra or {}),
     }
 
 
-async def _replay(
+async def replay_result(
     services: Services, tenant_id: str, stored: dict[str, Any]
 ) -> InlineResult | QueuedResult:
+    """The answer `encode_result` stored, again: a refusal is raised again, a job is read
+    as it is now, a summary is rebuilt (with its sample's products as they are now)."""
     if stored["kind"] == "rejected":
         raise InputError(stored["message"], code=stored["code"], field=stored["field"])
     async with tenant_transaction(services.pool, tenant_id) as conn:
         if stored["kind"] == "job":
             job = await jobs_db.get_job(conn, stored["job_id"])
             if job is None:
-                raise InputError(
+                raise NotFoundError(
                     "The job this idempotency key created no longer exists.",
-                    code="NOT_FOUND",
                     field=["options", "idempotencyKey"],
                 )
             return QueuedResult(job)
@@ -206,6 +218,24 @@ async def _replay(
     )
 
 
+def runs_inline(op: Operation[Any], matched: int, options: BulkOptions) -> bool:
+    """Whether `matched` items run inline under `options` (INLINE_LIMIT_EXCEEDED when
+    INLINE asks for more than the operation runs inline)."""
+    limits = op.thresholds
+    if options.mode == "INLINE" and matched > limits.inline_limit and not options.dry_run:
+        raise InputError(
+            f"{matched} items is more than the {limits.inline_limit} {op.name} runs inline; "
+            "use mode BACKGROUND.",
+            code="INLINE_LIMIT_EXCEEDED",
+            field=["options", "mode"],
+        )
+    return (
+        options.dry_run
+        or options.mode == "INLINE"
+        or (options.mode == "AUTO" and matched <= limits.inline_threshold)
+    )
+
+
 async def _submit(
     services: Services,
     tenant_id: str,
@@ -214,32 +244,32 @@ async def _submit(
     params: dict[str, Any],
     options: BulkOptions,
 ) -> InlineResult | QueuedResult:
+    """Check, count, and run inline or write the job: one transaction, so a request costs
+    one connection and one commit, and what was counted is what runs."""
     op = get_operation(operation)
     parsed = parse_params(op, params)
-    async with tenant_transaction(services.pool, tenant_id) as conn:
-        await op.check(conn, parsed)
-        matched = await op.count(conn, selection)
-    limits = op.thresholds
-    if options.mode == "INLINE" and matched > limits.inline_limit and not options.dry_run:
-        raise InputError(
-            f"{matched} items is more than the {limits.inline_limit} {operation} runs inline; "
-            "use mode BACKGROUND.",
-            code="INLINE_LIMIT_EXCEEDED",
-            field=["options", "mode"],
-        )
-    inline = (
-        options.dry_run
-        or options.mode == "INLINE"
-        or (options.mode == "AUTO" and matched <= limits.inline_threshold)
-    )
-    if inline:
-        with using_storage(services.storage):
-            return await run_inline(
-                services, tenant_id, op, parsed, selection, matched=matched, options=options
-            )
-    return QueuedResult(
-        await queue_job(services, tenant_id, op, parsed, selection, total=matched, options=options)
-    )
+    try:
+        async with tenant_transaction(services.pool, tenant_id) as conn:
+            await op.check(conn, parsed)
+            matched = await op.count(conn, selection)
+            if not runs_inline(op, matched, options):
+                job = await insert_job(conn, op, parsed, selection, total=matched, options=options)
+                queued = QueuedResult(job)
+            else:
+                with using_storage(services.storage):
+                    result = await _apply_inline(conn, op, parsed, selection, matched, options)
+                files = await has_file_deletions(conn)
+                queued = None
+    except _Undo as undone:
+        return undone.result
+    except JobAborted as exc:
+        raise InputError(exc.message, code=exc.code) from None
+    if queued is not None:
+        await announce_job(services, queued.job)
+        return queued
+    if files:
+        await purge_deleted_files(services.pool, services.storage, tenant_id)
+    return result
 
 
 async def run_inline(
@@ -253,36 +283,56 @@ async def run_inline(
     options: BulkOptions,
 ) -> InlineResult:
     """Apply every batch in one transaction; a dry run (or an aborted run) rolls it back."""
-    total = BatchOutcome()
-    aborted = False
-    sample: list[ProductRow] = []
     try:
         async with tenant_transaction(services.pool, tenant_id) as conn:
-            async for ids in selection_batches(conn, op, selection, op.thresholds.batch_size):
-                if options.dry_run:
-                    outcome = await _dry_batch(conn, op, params, ids)
-                else:
-                    outcome = await op.apply_batch(conn, params, ids)
-                total.add(outcome)
-                if outcome.failed and options.error_policy == "ABORT":
-                    aborted = True
-                    raise _Rollback
-            if options.dry_run:
-                # Each batch was undone, so even deleted products can be shown.
-                sample = await op.sample(conn, total.changed_ids)
-                raise _Rollback
-    except _Rollback:
-        pass
+            result = await _apply_inline(conn, op, params, selection, matched, options)
+            files = await has_file_deletions(conn)
+    except _Undo as undone:
+        return undone.result
     except JobAborted as exc:
         raise InputError(exc.message, code=exc.code) from None
-    if not options.dry_run and not aborted:
+    if files:
         await purge_deleted_files(services.pool, services.storage, tenant_id)
-    if aborted:
-        # Nothing was applied: every item counts as not done.
-        total.succeeded = 0
-        total.skipped = 0
-        total.counters = {key: 0 for key in total.counters}
-    return InlineResult(op.name, matched, total, options.dry_run, sample, aborted)
+    return result
+
+
+async def has_file_deletions(conn: asyncpg.Connection) -> bool:
+    """Whether stored files of the tenant wait to be removed (the run deleted some)."""
+    pending: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM file_deletions WHERE tenant_id = current_tenant_id())"
+    )
+    return pending
+
+
+async def _apply_inline(
+    conn: asyncpg.Connection,
+    op: Operation[Any],
+    params: Any,
+    selection: Selection,
+    matched: int,
+    options: BulkOptions,
+) -> InlineResult:
+    """Every batch of an inline run, in the caller's transaction. A dry run, or a run
+    aborted by its error policy, raises _Undo carrying its result: the caller's
+    transaction is undone."""
+    total = BatchOutcome()
+    async for ids in selection_batches(conn, op, selection, op.thresholds.batch_size):
+        if options.dry_run:
+            outcome = await _dry_batch(conn, op, params, ids)
+        else:
+            outcome = await op.apply_batch(conn, params, ids)
+        total.add(outcome)
+        if outcome.failed and options.error_policy == "ABORT":
+            # Nothing is applied: every item counts as not done.
+            total.succeeded = 0
+            total.skipped = 0
+            total.counters = {key: 0 for key in total.counters}
+            raise _Undo(InlineResult(op.name, matched, total, options.dry_run, [], True))
+    if options.dry_run:
+        # Each batch was undone, so even deleted products can be shown.
+        sample = await op.sample(conn, total.changed_ids)
+        raise _Undo(InlineResult(op.name, matched, total, True, sample))
+    return InlineResult(op.name, matched, total, False, [])
 
 
 async def _dry_batch(
@@ -312,19 +362,39 @@ async def queue_job(
 ) -> JobState:
     """Write the job row (and its ids) in one transaction, then enqueue its first slice."""
     async with tenant_transaction(services.pool, tenant_id) as conn:
-        job = await jobs_db.insert_job(
-            conn,
-            operation=op.name,
-            priority=options.priority,
-            error_policy=options.error_policy,
-            params=params.model_dump(mode="json"),
-            selection=selection.to_json(),
-            total=total,
-            parent_id=parent_id,
-            idempotency_key=options.idempotency_key,
+        job = await insert_job(
+            conn, op, params, selection, total=total, options=options, parent_id=parent_id
         )
-        if selection.ids is not None:
-            await jobs_db.insert_job_items(conn, job.id, list(selection.ids))
-    await enqueue_slice(services.redis, job.id, job.tenant_id, job.priority)
-    await publish_state(services.redis, job)
+    await announce_job(services, job)
     return job
+
+
+async def insert_job(
+    conn: asyncpg.Connection,
+    op: Operation[Any],
+    params: Any,
+    selection: Selection,
+    *,
+    total: int,
+    options: BulkOptions,
+    parent_id: str | None = None,
+) -> JobState:
+    """The job row and its explicit ids, in the caller's transaction."""
+    return await jobs_db.insert_job(
+        conn,
+        operation=op.name,
+        priority=options.priority,
+        error_policy=options.error_policy,
+        params=params.model_dump(mode="json"),
+        selection=selection.to_json(),
+        total=total,
+        parent_id=parent_id,
+        idempotency_key=options.idempotency_key,
+        item_ids=selection.ids,
+    )
+
+
+async def announce_job(services: Services, job: JobState) -> None:
+    """Once the job is committed: its first slice on the queue and its state to
+    subscribers, in one round trip to Redis."""
+    await enqueue_slice(services.redis, job.id, job.tenant_id, job.priority, announce=job)

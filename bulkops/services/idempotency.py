@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -15,6 +16,45 @@ from bulkops.errors import InputError
 
 # How long a first request may take before a retry with the same key may take it over.
 LOCK_SECONDS = 120
+
+R = TypeVar("R")
+
+
+async def run_once(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    *,
+    key: str,
+    operation: str,
+    fingerprint: bytes,
+    ttl: timedelta,
+    run: Callable[[], Awaitable[R]],
+    encode: Callable[[R], dict[str, Any]],
+    replay: Callable[[dict[str, Any]], Awaitable[R]],
+) -> R:
+    """`run()` once under `key`: the first request runs and its answer is stored
+    (`encode`); a repeat gets it back (`replay`), a refusal (InputError) included. An
+    unexpected failure forgets the key, so that a retry runs again."""
+    stored = await claim(
+        pool, tenant_id, key=key, operation=operation, fingerprint=fingerprint, ttl=ttl
+    )
+    if stored is not None:
+        return await replay(stored)
+    try:
+        result = await run()
+    except InputError as exc:
+        await store(
+            pool,
+            tenant_id,
+            key,
+            {"kind": "rejected", "code": exc.code, "message": exc.message, "field": exc.field},
+        )
+        raise
+    except BaseException:
+        await release(pool, tenant_id, key)
+        raise
+    await store(pool, tenant_id, key, encode(result))
+    return result
 
 
 def request_hash(payload: dict[str, Any]) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -20,10 +20,9 @@ from bulkops.db import matching as matching_db
 from bulkops.db import products as products_db
 from bulkops.db.matching import ResultRow
 from bulkops.db.pool import tenant_transaction
-from bulkops.errors import InputError, NotFoundError
-from bulkops.models import ItemFailure, ProductRow
+from bulkops.errors import InputError
+from bulkops.models import ProductRow
 from bulkops.operations import get_operation
-from bulkops.operations.base import BatchOutcome
 from bulkops.selection import Selection, StagedRows
 from bulkops.services import idempotency
 from bulkops.services.bulk import (
@@ -31,8 +30,11 @@ from bulkops.services.bulk import (
     InlineResult,
     QueuedResult,
     Services,
+    encode_result,
     parse_params,
     queue_job,
+    replay_result,
+    request_fingerprint,
     run_inline,
 )
 from bulkops.services.match_input import MatchInput
@@ -72,39 +74,17 @@ async def submit_match(
     key = options.idempotency_key
     if key is None:
         return await _submit(services, tenant_id, source, params, options)
-    fingerprint = idempotency.request_hash(
-        {
-            "operation": OPERATION,
-            "rows": source.digest,
-            "params": params,
-            "options": {**asdict(options), "idempotency_key": None},
-        }
-    )
-    stored = await idempotency.claim(
+    return await idempotency.run_once(
         services.pool,
         tenant_id,
         key=key,
         operation=OPERATION,
-        fingerprint=fingerprint,
+        fingerprint=request_fingerprint(OPERATION, {"rows": source.digest}, params, options),
         ttl=idempotency_ttl,
+        run=lambda: _submit(services, tenant_id, source, params, options),
+        encode=_encode,
+        replay=lambda stored: _replay(services, tenant_id, stored),
     )
-    if stored is not None:
-        return await _replay(services, tenant_id, stored)
-    try:
-        result = await _submit(services, tenant_id, source, params, options)
-    except InputError as exc:
-        await idempotency.store(
-            services.pool,
-            tenant_id,
-            key,
-            {"kind": "rejected", "code": exc.code, "message": exc.message, "field": exc.field},
-        )
-        raise
-    except BaseException:
-        await idempotency.release(services.pool, tenant_id, key)
-        raise
-    await idempotency.store(services.pool, tenant_id, key, _encode(result))
-    return result
 
 
 async def _submit(
@@ -177,54 +157,24 @@ async def _forget(services: Services, tenant_id: str, input_id: str) -> None:
 
 
 def _encode(result: MatchInlineResult | QueuedResult) -> dict[str, Any]:
+    """A summary is stored with the staged input its per-row results are kept under."""
     if isinstance(result, QueuedResult):
-        return {"kind": "job", "job_id": result.job.id}
-    inline, outcome = result.result, result.result.outcome
-    return {
-        "kind": "match",
-        "input_id": result.input_id,
-        "matched": inline.matched,
-        "succeeded": outcome.succeeded,
-        "failed": outcome.failed,
-        "skipped": outcome.skipped,
-        "errors": [e.to_json() for e in outcome.errors],
-        "counters": outcome.counters,
-        "sample_ids": [p.id for p in inline.sample],
-        "dry_run": inline.dry_run,
-        "aborted": inline.aborted,
-    }
+        return encode_result(result)
+    return encode_result(result.result, kind="match", extra={"input_id": result.input_id})
 
 
 async def _replay(
     services: Services, tenant_id: str, stored: dict[str, Any]
 ) -> MatchInlineResult | QueuedResult:
-    if stored["kind"] == "rejected":
-        raise InputError(stored["message"], code=stored["code"], field=stored["field"])
-    async with tenant_transaction(services.pool, tenant_id) as conn:
-        if stored["kind"] == "job":
-            job = await jobs_db.get_job(conn, stored["job_id"])
-            if job is None:
-                raise NotFoundError(
-                    "The job this idempotency key created no longer exists.",
-                    field=["options", "idempotencyKey"],
-                )
-            return QueuedResult(job)
-        sample = await products_db.products_by_ids(conn, stored["sample_ids"])
-    outcome = BatchOutcome(
-        succeeded=stored["succeeded"],
-        failed=stored["failed"],
-        skipped=stored["skipped"],
-        errors=[ItemFailure.from_json(e) for e in stored["errors"]],
-        counters=stored["counters"],
-    )
+    # Answers stored before "match" answers named their operation lack it.
+    replayed = await replay_result(services, tenant_id, {"operation": OPERATION, **stored})
+    if isinstance(replayed, QueuedResult):
+        return replayed
     input_id: str | None = stored["input_id"]
-    result = InlineResult(
-        OPERATION, stored["matched"], outcome, stored["dry_run"], sample, stored["aborted"]
-    )
     results = (
         await read_results(services, tenant_id, input_id) if input_id else MatchResults([], {})
     )
-    return MatchInlineResult(result, results, input_id)
+    return MatchInlineResult(replayed, results, input_id)
 
 
 async def read_results(

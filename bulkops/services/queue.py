@@ -7,16 +7,27 @@ the workers between tenants and jobs."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
-from bulkops.constants import QUEUE_NAME, purge_job_id, queued_marker, slice_job_id
+from bulkops.constants import (
+    QUEUE_NAME,
+    job_channel,
+    purge_job_id,
+    queued_marker,
+    slice_job_id,
+    tenant_jobs_channel,
+)
+from bulkops.models import JobState
 
 log = logging.getLogger(__name__)
 PURGE_BUCKET_SECONDS = 2
@@ -27,24 +38,45 @@ PRIORITY_HEAD_START = {
     "LOW": timedelta(0),
 }
 MARKER_TTL = timedelta(days=2)
+# A slice not started within a day is dropped by arq (the reconciler queues it again).
+SLICE_EXPIRES = timedelta(days=1)
 
 
 async def enqueue_slice(
-    redis: ArqRedis, job_id: str, tenant_id: str, priority: str, *, delay: float = 0.0
+    redis: ArqRedis,
+    job_id: str,
+    tenant_id: str,
+    priority: str,
+    *,
+    delay: float = 0.0,
+    announce: JobState | None = None,
 ) -> str:
-    """Enqueue the next slice of a job; returns the arq job id."""
+    """Enqueue the next slice of a job; returns the arq job id. With `announce`, the job's
+    state is published to its channels in the same round trip.
+
+    The slice is written as arq's `enqueue_job` writes it (the job key, then its score in
+    the queue), in one MULTI/EXEC with the queued marker, without arq's check for an
+    existing job of the same id: slice ids are new every time."""
     arq_id = slice_job_id(job_id, uuid.uuid4().hex[:12])
-    run_at = datetime.now(UTC) - PRIORITY_HEAD_START[priority] + timedelta(seconds=delay)
-    await redis.enqueue_job(
+    now_ms = timestamp_ms()
+    score = now_ms + int((delay - PRIORITY_HEAD_START[priority].total_seconds()) * 1000)
+    payload = serialize_job(
         "run_job",
-        job_id,
-        tenant_id,
-        _job_id=arq_id,
-        _queue_name=QUEUE_NAME,
-        _defer_until=run_at,
-        _expires=timedelta(days=1),
+        (job_id, tenant_id),
+        {},
+        None,
+        now_ms,
+        serializer=redis.job_serializer,
     )
-    await redis.set(queued_marker(job_id), arq_id, ex=MARKER_TTL)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.psetex(job_key_prefix + arq_id, int(SLICE_EXPIRES.total_seconds() * 1000), payload)
+        pipe.zadd(QUEUE_NAME, {arq_id: score})
+        pipe.set(queued_marker(job_id), arq_id, ex=MARKER_TTL)
+        if announce is not None:
+            message = json.dumps(announce.to_json())
+            pipe.publish(job_channel(announce.id), message)
+            pipe.publish(tenant_jobs_channel(announce.tenant_id), message)
+        await pipe.execute()
     return arq_id
 
 
