@@ -148,6 +148,56 @@ async def insert_rows(conn: asyncpg.Connection, input_id: str, rows: Sequence[St
         )
 
 
+async def failed_rows(conn: asyncpg.Connection, job_id: str) -> list[int]:
+    """The row numbers a matchProducts job reported as failed items, in order."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT row_number FROM job_errors
+           WHERE job_id = $1 AND tenant_id = current_tenant_id() AND row_number IS NOT NULL
+           ORDER BY row_number""",
+        job_id,
+    )
+    return [r["row_number"] for r in rows]
+
+
+async def copy_input(
+    conn: asyncpg.Connection, source: str, target: str, *, rows: Sequence[int] | None = None
+) -> int | None:
+    """Stage the rows of input `source` again as a new input `target` (only the row numbers
+    `rows`, when given), for a job of its own: its results are then its own. The number of
+    rows staged, or None when `source` is gone."""
+    staged: int | None = await conn.fetchval(
+        """WITH input AS (
+             INSERT INTO match_inputs (id, columns, row_count)
+             SELECT $2, columns, 0 FROM match_inputs
+             WHERE id = $1 AND tenant_id = current_tenant_id()
+             RETURNING id),
+           copied AS (
+             INSERT INTO match_rows (input_id, row_number, codes, identifier_kinds,
+                                     identifier_values, sku, name, brand, fields,
+                                     error_code, error_message)
+             SELECT i.id, r.row_number, r.codes, r.identifier_kinds, r.identifier_values,
+                    r.sku, r.name, r.brand, r.fields, r.error_code, r.error_message
+             FROM match_rows r CROSS JOIN input i
+             WHERE r.input_id = $1 AND r.tenant_id = current_tenant_id()
+               AND ($3::int[] IS NULL OR r.row_number = ANY($3::int[]))
+             ORDER BY r.row_number
+             RETURNING 1)
+           SELECT CASE WHEN EXISTS (SELECT 1 FROM input) THEN (SELECT count(*) FROM copied)
+                  END""",
+        source,
+        target,
+        None if rows is None else list(rows),
+    )
+    if staged is not None:
+        await conn.execute(
+            """UPDATE match_inputs SET row_count = $2
+               WHERE id = $1 AND tenant_id = current_tenant_id()""",
+            target,
+            staged,
+        )
+    return staged
+
+
 async def set_input_size(
     conn: asyncpg.Connection, input_id: str, *, columns: Sequence[str], row_count: int
 ) -> None:
@@ -328,7 +378,8 @@ async def find_candidates(
 async def write_results(
     conn: asyncpg.Connection, input_id: str, outcomes: Sequence[RowOutcome]
 ) -> None:
-    """Store the outcomes of a batch's rows (a row run again, by a retry, is overwritten)."""
+    """Store the outcomes of a batch's rows (a batch run again, after a lost lease, overwrites
+    its own). A retried job stages its rows under an input of its own (copy_input)."""
     if not outcomes:
         return
     await conn.execute(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import asyncpg
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from bulkops.db import jobs as jobs_db
+from bulkops.db import matching as matching_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.errors import InputError, NotFoundError
 from bulkops.models import JobState
+from bulkops.selection import Selection, StagedRows
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice
 
@@ -70,7 +75,9 @@ async def retry_job(
     pool: asyncpg.Pool, redis: ArqRedis, tenant_id: str, job_id: str, *, scope: str
 ) -> JobState:
     """A new job, linked to this one as its parent, over the items that failed
-    (FAILED_ITEMS) or over the whole original selection (ALL)."""
+    (FAILED_ITEMS) or over the whole original selection (ALL). A matchProducts job's
+    rows are staged again for the child, whose results are its own; an import's rows are
+    gone once it ends (NOT_RETRYABLE)."""
     async with tenant_transaction(pool, tenant_id) as conn:
         job = await _locked(conn, job_id)
         if not job.terminal:
@@ -80,41 +87,86 @@ async def retry_job(
                 field=["id"],
             )
         selection = await jobs_db.raw_selection(conn, job_id)
-        if "staged" in selection:
-            raise InputError(
-                "An import cannot be retried: its staged rows went when it ended. Upload "
-                "the file again (rows already imported are skipped).",
-                code="NOT_RETRYABLE",
-                field=["id"],
-            )
-        failed: list[int] = []
-        if scope == "FAILED_ITEMS":
-            failed = await jobs_db.failed_item_ids(conn, job_id)
-            if not failed:
-                raise InputError(
-                    "The job has no failed items to retry.",
-                    code="NOTHING_TO_RETRY",
-                    field=["scope"],
-                )
-            selection = {"ids": True}
-        child = await jobs_db.insert_job(
-            conn,
-            operation=job.operation,
-            priority=job.priority,
-            error_policy=job.error_policy,
-            params=job.params,
-            selection=selection,
-            total=len(failed) if failed else job.total,
-            parent_id=job.id,
-        )
-        if failed:
-            await jobs_db.insert_job_items(conn, child.id, failed)
-        elif "ids" in selection:
-            total = await jobs_db.copy_job_items(conn, job.id, child.id)
-            child = await jobs_db.set_total(conn, child.id, total)
+        if job.operation == "matchProducts":
+            child = await _retry_match(conn, job, selection, scope=scope)
+        else:
+            child = await _retry_items(conn, job, selection, scope=scope)
     await enqueue_slice(redis, child.id, tenant_id, child.priority)
     await publish_state(redis, child)
     return child
+
+
+async def _retry_items(
+    conn: asyncpg.Connection, job: JobState, selection: dict[str, Any], *, scope: str
+) -> JobState:
+    """The child of a job over catalog items: its failed ids, or its selection again."""
+    if "staged" in selection:
+        raise InputError(
+            "An import cannot be retried: its staged rows went when it ended. Upload "
+            "the file again (rows already imported are skipped).",
+            code="NOT_RETRYABLE",
+            field=["id"],
+        )
+    failed: list[int] = []
+    if scope == "FAILED_ITEMS":
+        failed = await jobs_db.failed_item_ids(conn, job.id)
+        if not failed:
+            raise _nothing_to_retry()
+        selection = {"ids": True}
+    child = await jobs_db.insert_job(
+        conn,
+        operation=job.operation,
+        priority=job.priority,
+        error_policy=job.error_policy,
+        params=job.params,
+        selection=selection,
+        total=len(failed) if failed else job.total,
+        parent_id=job.id,
+    )
+    if failed:
+        await jobs_db.insert_job_items(conn, child.id, failed)
+    elif "ids" in selection:
+        total = await jobs_db.copy_job_items(conn, job.id, child.id)
+        child = await jobs_db.set_total(conn, child.id, total)
+    return child
+
+
+async def _retry_match(
+    conn: asyncpg.Connection, job: JobState, selection: dict[str, Any], *, scope: str
+) -> JobState:
+    """The child of a matchProducts job: the same rows (ALL) or the rows that failed
+    (FAILED_ITEMS), staged again under an input of its own, so that its results never
+    overwrite the parent's. It matches against the catalog as it is when it runs."""
+    rows: list[int] | None = None
+    if scope == "FAILED_ITEMS":
+        rows = await matching_db.failed_rows(conn, job.id)
+        if not rows:
+            raise _nothing_to_retry()
+    input_id = str(uuid.uuid4())
+    staged = await matching_db.copy_input(conn, job.params["input_id"], input_id, rows=rows)
+    if staged is None:
+        raise InputError(
+            "The job's input rows are no longer kept; send them again.",
+            code="NOT_RETRYABLE",
+            field=["id"],
+        )
+    digest = selection["staged"]["digest"]
+    return await jobs_db.insert_job(
+        conn,
+        operation=job.operation,
+        priority=job.priority,
+        error_policy=job.error_policy,
+        params={**job.params, "input_id": input_id},
+        selection=Selection(staged=StagedRows(upload_id=input_id, digest=digest)).to_json(),
+        total=staged,
+        parent_id=job.id,
+    )
+
+
+def _nothing_to_retry() -> InputError:
+    return InputError(
+        "The job has no failed items to retry.", code="NOTHING_TO_RETRY", field=["scope"]
+    )
 
 
 async def _locked(conn: asyncpg.Connection, job_id: str) -> JobState:
