@@ -26,6 +26,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from bulkops.config import Settings
 from bulkops.db.pool import create_pool
 from bulkops.error_routes import ErrorDownloads
+from bulkops.export_file_routes import routes as export_file_routes
 from bulkops.export_routes import Exports
 from bulkops.match_routes import routes as match_result_routes
 from bulkops.schema import build_schema
@@ -235,6 +236,7 @@ def create_app(settings: Settings) -> Starlette:
         # Half the pool at most, so that downloads never starve /graphql of connections.
         *Exports(limit=settings.pool_max_size // 2).routes(),
         *match_result_routes(),
+        *export_file_routes(),
         *ErrorDownloads(limit=settings.pool_max_size // 4).routes(),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

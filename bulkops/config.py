@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     subscription_recheck_seconds: float = 5.0
     worker_max_jobs: int = 4
     worker_poll_delay: float = 0.05
+    # Signs the download links of export files (HMAC-SHA256). Required in production, the
+    # same on every API process; without it a key is generated once and kept in data_dir.
+    signing_key: SecretStr | None = None
+    # How long an export file's download link works; the file is removed after that.
+    export_link_hours: float = 24.0
 
     @property
     def resolved_storage_dir(self) -> Path:

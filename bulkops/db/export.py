@@ -75,3 +75,35 @@ async def copy_products(
         await conn.copy_from_query(
             query, *args, output=output, format="csv", quote="\x01", delimiter="\x02"
         )
+
+
+async def copy_products_by_ids(
+    conn: asyncpg.Connection,
+    ids: list[int],
+    fmt: ExportFormat,
+    *,
+    output: Callable[[bytes], Awaitable[None]],
+) -> int:
+    """Copy the tenant's products `ids` to `output` in id order, as `copy_products` does
+    but without the CSV header (a file export writes it once, first). Returns how many
+    rows were copied: products deleted since their ids were read are not."""
+    rows = _SELECT_ROWS + "p.tenant_id = current_tenant_id() AND p.id = ANY($1::bigint[])"
+    if fmt == "csv":
+        status = await conn.copy_from_query(
+            f"{rows}\nORDER BY p.id", ids, output=output, format="csv"
+        )
+    else:
+        status = await conn.copy_from_query(
+            f"SELECT row_to_json(e)::text FROM ({rows}) e ORDER BY e.id",
+            ids,
+            output=output,
+            format="csv",
+            quote="\x01",
+            delimiter="\x02",
+        )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def csv_header() -> bytes:
+    """The header line of a CSV export, as COPY writes it."""
+    return (",".join(EXPORT_COLUMNS) + "\n").encode()

@@ -9,6 +9,7 @@ from bulkops.operations.base import Operation
 from bulkops.operations.datasets import AddProductsToDataset, RemoveProductsFromDataset
 from bulkops.operations.delete_images import DeleteImages
 from bulkops.operations.delete_products import DeleteProducts
+from bulkops.operations.export_products import ExportProducts
 from bulkops.operations.import_products import ImportProducts
 from bulkops.operations.match_products import MatchProducts
 from bulkops.operations.set_product_status import SetProductStatus
@@ -25,6 +26,7 @@ REGISTRY: dict[str, Operation[Any]] = {
         DeleteImages(),
         MatchProducts(),
         ImportProducts(),
+        ExportProducts(),
     )
 }
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry.file_uploads import Upload
 
-from bulkops.resolvers import bulk, catalog, matching
+from bulkops.resolvers import bulk, catalog, exports, matching
 from bulkops.resolvers import jobs as job_resolvers
-from bulkops.schema.enums import JobStatus, ProductStatus, RetryScope
+from bulkops.schema.enums import ExportFormat, JobStatus, ProductStatus, RetryScope
 from bulkops.schema.inputs import (
     BulkOptions,
     ImageSelection,
@@ -25,6 +25,7 @@ from bulkops.schema.types import (
     DatasetConnection,
     DeleteImagesResult,
     DeleteProductsResult,
+    ExportProductsResult,
     ImportProductsResult,
     Info,
     Job,
@@ -187,6 +188,24 @@ class Mutation:
     ) -> MatchProductsResult:
         result: MatchProductsResult = await matching.match_products(
             info, rows, upload, options, add_to_dataset_id, fuzzy_threshold
+        )
+        return result
+
+    @strawberry.mutation(
+        description="Write the products the filter selects (all without one) to a CSV or "
+        "JSONL file, in id order. Small selections are written inline "
+        "(ExportProductsSummary), others by a job; either way the file comes as resultFile, "
+        "a signed link that expires (24 hours by default)."
+    )
+    async def export_products(
+        self,
+        info: Info,
+        filter: ProductFilter | None = None,
+        format: ExportFormat | None = ExportFormat.CSV,
+        options: BulkOptions | None = None,
+    ) -> ExportProductsResult:
+        result: ExportProductsResult = await exports.export_products(
+            info, filter, format or ExportFormat.CSV, options
         )
         return result
 

@@ -223,7 +223,10 @@ class MatchRowConnection:
     total_count: int
 
 
-@strawberry.type
+@strawberry.type(
+    description="A file a job wrote, through a signed link that needs no token and works "
+    "until expiresAt; the file is removed after that."
+)
 class ResultFile:
     url: str
     expires_at: datetime
@@ -250,11 +253,11 @@ class Job:
     eta_seconds: float | None
     recent_errors: list[ItemError]
     result: JSON | None
-    result_file: ResultFile | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     parent_id: strawberry.Private[str | None]
+    file_id: strawberry.Private[str | None] = None
 
     @classmethod
     def from_state(cls, state: JobState) -> Job:
@@ -275,11 +278,11 @@ class Job:
             eta_seconds=state.eta_seconds,
             recent_errors=[ItemError.from_failure(e) for e in state.recent_errors],
             result=cast(JSON | None, state.result),
-            result_file=None,
             created_at=state.created_at,
             started_at=state.started_at,
             finished_at=state.finished_at,
             parent_id=state.parent_id,
+            file_id=state.params.get("file_id") if state.operation == "exportProducts" else None,
         )
 
     @strawberry.field
@@ -320,6 +323,17 @@ class Job:
         return await job_match_results(
             info, str(self.id), first=first, after=after, matched=matched, matched_by=matched_by
         )
+
+    @strawberry.field(
+        description="An exportProducts job's file, once it has SUCCEEDED and until its "
+        "link expires; null otherwise and for other operations."
+    )
+    async def result_file(self, info: Info) -> ResultFile | None:
+        if self.file_id is None or self.status not in (JobStatus.SUCCEEDED, JobStatus.PARTIAL):
+            return None
+        from bulkops.resolvers.exports import result_file
+
+        return await result_file(info, self.file_id)
 
     @strawberry.field
     async def parent(self, info: Info) -> Job | None:
@@ -470,6 +484,18 @@ class ImportProductsSummary(BulkSummary):
     updated: int
 
 
+@strawberry.type(
+    description="Items are products: matched counts the selection, succeeded the rows "
+    "written, skipped products deleted while the file was written. A dry run writes no "
+    "file."
+)
+class ExportProductsSummary(BulkSummary):
+    result_file: ResultFile | None = None
+
+
+ExportProductsResult = Annotated[
+    ExportProductsSummary | JobQueued | Rejected, strawberry.union("ExportProductsResult")
+]
 ImportProductsResult = Annotated[
     ImportProductsSummary | JobQueued | Rejected, strawberry.union("ImportProductsResult")
 ]
@@ -489,4 +515,5 @@ SUMMARY_TYPES: dict[str, Any] = {
     "deleteImages": DeleteImagesSummary,
     "matchProducts": MatchProductsSummary,
     "importProducts": ImportProductsSummary,
+    "exportProducts": ExportProductsSummary,
 }

@@ -8,6 +8,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from bulkops.db import export_files as export_files_db
 from bulkops.db import imports as imports_db
 from bulkops.services.queue import enqueue_slice, is_waiting, request_purge
 from bulkops.services.storage import purge_deleted_files
@@ -40,9 +41,14 @@ async def reconcile(deps: WorkerDeps, redis: ArqRedis) -> int:
 async def remove_expired(deps: WorkerDeps) -> int:
     """Remove finished jobs past the retention, with their items and errors, expired
     idempotency keys, matchProducts inputs no job names any more, and staged imports
-    left behind. Returns how many jobs were removed."""
+    left behind. Export files whose links expired (or whose jobs go now, or ended
+    without a result) are queued for the file purge, which the periodic sweep starts.
+    Returns how many jobs were removed."""
     retention = timedelta(days=deps.settings.job_retention_days)
     async with deps.pool.acquire() as conn:
+        queued = await export_files_db.remove_expired(conn, retention)
+        if queued:
+            log.info("queued %d expired export file(s) for removal", queued)
         removed: int = await conn.fetchval("SELECT remove_expired($1)", retention)
         await conn.execute("SELECT remove_expired_match_inputs($1)", retention)
         await imports_db.remove_stale(conn)

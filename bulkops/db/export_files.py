@@ -1,0 +1,97 @@
+"""Export files: their rows, and how far their writing has come."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class ExportFileRow:
+    id: str
+    tenant_id: str
+    storage_key: str
+    format: str
+    rows: int
+    bytes: int
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> ExportFileRow:
+        return cls(
+            id=str(row["id"]),
+            tenant_id=str(row["tenant_id"]),
+            storage_key=row["storage_key"],
+            format=row["format"],
+            rows=row["rows"],
+            bytes=row["bytes"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+        )
+
+
+async def insert_file(
+    conn: asyncpg.Connection,
+    file_id: str,
+    *,
+    storage_key: str,
+    fmt: str,
+    size: int,
+    link_seconds: float,
+) -> ExportFileRow:
+    row = await conn.fetchrow(
+        """INSERT INTO export_files (id, storage_key, format, bytes, expires_at)
+           VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5))
+           RETURNING *""",
+        file_id,
+        storage_key,
+        fmt,
+        size,
+        link_seconds,
+    )
+    return ExportFileRow.from_row(row)
+
+
+async def lock_file(conn: asyncpg.Connection, file_id: str) -> ExportFileRow | None:
+    """The file's row, locked until the transaction ends; None when it is gone."""
+    row = await conn.fetchrow(
+        """SELECT * FROM export_files WHERE id = $1 AND tenant_id = current_tenant_id()
+           FOR UPDATE""",
+        file_id,
+    )
+    return ExportFileRow.from_row(row) if row else None
+
+
+async def record_batch(
+    conn: asyncpg.Connection, file_id: str, *, rows: int, size: int, link_seconds: float
+) -> None:
+    """Add a batch's rows and the file's new size. The link's expiry moves with every
+    batch, so that it counts from the end of the writing."""
+    await conn.execute(
+        """UPDATE export_files SET rows = rows + $2, bytes = $3,
+             expires_at = clock_timestamp() + make_interval(secs => $4)
+           WHERE id = $1 AND tenant_id = current_tenant_id()""",
+        file_id,
+        rows,
+        size,
+        link_seconds,
+    )
+
+
+async def get_files(conn: asyncpg.Connection, file_ids: list[str]) -> list[ExportFileRow]:
+    rows = await conn.fetch(
+        """SELECT * FROM export_files
+           WHERE id = ANY($1::uuid[]) AND tenant_id = current_tenant_id()""",
+        file_ids,
+    )
+    return [ExportFileRow.from_row(r) for r in rows]
+
+
+async def remove_expired(conn: asyncpg.Connection, job_retention: Any) -> int:
+    """Queue every expired export file for removal (all tenants); how many were queued."""
+    queued: int = await conn.fetchval("SELECT remove_expired_exports($1)", job_retention)
+    return queued

@@ -1,0 +1,92 @@
+"""exportProducts: the products a filter selects, written to a stored CSV or JSONL file.
+
+The file is written batch by batch in id order, each batch one `COPY ... TO STDOUT`
+appended to it. Its row (db/export_files.py) records the size that committed batches
+wrote, in the batch's own transaction: a batch re-run after a crash first cuts the file
+back to that size, so every row is in the file exactly once. The file and its row are
+made (with the CSV header) when the request is accepted; see services/export_jobs.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import IO, Literal
+
+import asyncpg
+from pydantic import BaseModel, Field
+
+from bulkops.db import products as products_db
+from bulkops.db.datasets import dataset_exists
+from bulkops.db.export import copy_products_by_ids
+from bulkops.db.export_files import lock_file, record_batch
+from bulkops.errors import NotFoundError
+from bulkops.operations.base import BatchOutcome, JobAborted, Operation, Thresholds
+from bulkops.selection import Selection
+from bulkops.services.storage import active_storage
+
+
+class ExportParams(BaseModel):
+    format: Literal["csv", "jsonl"] = "csv"
+    file_id: str
+    # How long the download link works, counted from the end of the writing.
+    link_seconds: float = Field(gt=0)
+
+
+class ExportProducts(Operation[ExportParams]):
+    name = "exportProducts"
+    description = (
+        "Write the products a filter selects to a CSV (with a header) or JSONL file, in id "
+        "order, and give a signed download link that expires."
+    )
+    # A batch is one COPY of its rows: cheap, so batches are large and small exports run
+    # inline.
+    thresholds = Thresholds(inline_threshold=10_000, inline_limit=100_000, batch_size=10_000)
+    params_model = ExportParams
+
+    async def count(self, conn: asyncpg.Connection, selection: Selection) -> int:
+        flt = selection.filter
+        if (
+            flt is not None
+            and flt.dataset_id is not None
+            and not await dataset_exists(conn, flt.dataset_id)
+        ):
+            raise NotFoundError(
+                f"Dataset {flt.dataset_id} does not exist.", field=["filter", "datasetId"]
+            )
+        return await products_db.count_filter(conn, flt)
+
+    async def apply_batch(
+        self, conn: asyncpg.Connection, params: ExportParams, ids: list[int]
+    ) -> BatchOutcome:
+        state = await lock_file(conn, params.file_id)
+        if state is None:
+            raise JobAborted("The export file was removed.", code="EXPORT_FILE_LOST")
+        try:
+            out = active_storage().path(state.storage_key).open("r+b")
+        except FileNotFoundError:
+            raise JobAborted("The export file was removed.", code="EXPORT_FILE_LOST") from None
+        with out:
+            if out.seek(0, os.SEEK_END) < state.bytes:
+                raise JobAborted("The export file was cut short.", code="EXPORT_FILE_LOST")
+            # Whatever a batch that did not commit appended goes.
+            out.truncate(state.bytes)
+            out.seek(state.bytes)
+
+            async def write(chunk: bytes) -> None:
+                # A local file in the page cache: a write is a memory copy, not worth a
+                # thread hop per chunk.
+                out.write(chunk)
+
+            copied = await copy_products_by_ids(conn, ids, params.format, output=write)
+            # On disk before the size is recorded as committed.
+            await asyncio.to_thread(_sync, out)
+            size = out.tell()
+        await record_batch(
+            conn, params.file_id, rows=copied, size=size, link_seconds=params.link_seconds
+        )
+        return BatchOutcome(succeeded=copied, skipped=len(ids) - copied, changed_ids=ids[:10])
+
+
+def _sync(out: IO[bytes]) -> None:
+    out.flush()
+    os.fsync(out.fileno())
