@@ -1,12 +1,13 @@
 """GraphQL execution with a fast path for long lists of ids in variables.
 
 graphql-core coerces a variable element by element in Python (and first walks it to
-check its nesting depth): for `$ids: [ID!]!` holding 100,000 strings that is most of a
-second, although an `ID!` given as a string coerces to that same string. This execution
-context takes such a variable aside before the coercion, lets graphql-core coerce an
-empty list in its place (so every other check of the variable still runs), and puts the
-list back as it came. A list holding anything other than strings (numbers, nulls,
-objects) takes graphql-core's own path, with its errors and conversions."""
+check its nesting depth): for 100,000 ids in `$ids: [ID!]!`, or in the `ids` of a
+`$selection: ProductSelection!`, that is most of a second, although an `ID!` given as a
+string coerces to that same string. This execution context takes such lists aside before
+the coercion, lets graphql-core coerce an empty list in their place (so every other check
+of the variable still runs), and puts the lists back as they came. A list holding anything
+other than strings (numbers, nulls, objects) takes graphql-core's own path, with its
+errors and conversions."""
 
 from __future__ import annotations
 
@@ -14,32 +15,24 @@ from typing import Any
 
 from graphql import (
     DocumentNode,
+    GraphQLID,
+    GraphQLInputType,
     GraphQLSchema,
-    ListTypeNode,
-    NamedTypeNode,
-    NonNullTypeNode,
     OperationDefinitionNode,
-    TypeNode,
+    is_input_object_type,
+    is_list_type,
+    is_non_null_type,
+    type_from_ast,
 )
 from graphql.execution.values import VariableValues
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 # Shorter lists are coerced by graphql-core: the fast path pays off on long ones.
 FAST_PATH_MIN_ITEMS = 64
+# How deep in input objects lists are looked for (ImageSelection.products.ids is at 2).
+MAX_DEPTH = 3
 
-
-def is_id_list(node: TypeNode) -> bool:
-    """Whether a variable's declared type is `[ID!]` or `[ID!]!`."""
-    if isinstance(node, NonNullTypeNode):
-        node = node.type
-    if not isinstance(node, ListTypeNode):
-        return False
-    item = node.type
-    return (
-        isinstance(item, NonNullTypeNode)
-        and isinstance(item.type, NamedTypeNode)
-        and item.type.name.value == "ID"
-    )
+Taken = list[tuple[tuple[str, ...], list[str]]]
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
@@ -55,30 +48,58 @@ def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionN
     return found
 
 
-def string_id_lists(
-    document: DocumentNode, operation_name: str | None, raw: dict[str, Any]
-) -> dict[str, list[str]]:
-    """The variables of the operation declared `[ID!]`/`[ID!]!` whose value is a long
-    list of strings only: their coercion would return them unchanged."""
-    operation = _operation(document, operation_name)
-    if operation is None:
-        return {}
-    found: dict[str, list[str]] = {}
-    for definition in operation.variable_definitions or ():
-        name = definition.variable.name.value
-        value = raw.get(name)
-        if (
-            type(value) is list
-            and len(value) >= FAST_PATH_MIN_ITEMS
-            and is_id_list(definition.type)
-            and set(map(type, value)) == {str}
-        ):
-            found[name] = value
-    return found
+def is_string_id_list(value: Any, type_: GraphQLInputType) -> bool:
+    """Whether `value` is a long list of strings given for an `[ID!]` (or `[ID!]!`)."""
+    if is_non_null_type(type_):
+        type_ = type_.of_type
+    if not is_list_type(type_):
+        return False
+    item = type_.of_type
+    return (
+        is_non_null_type(item)
+        and item.of_type is GraphQLID
+        and type(value) is list
+        and len(value) >= FAST_PATH_MIN_ITEMS
+        and set(map(type, value)) == {str}
+    )
+
+
+def take_id_lists(
+    value: Any, type_: GraphQLInputType, path: tuple[str, ...], taken: Taken, depth: int = 0
+) -> Any:
+    """`value` with its long string lists of `[ID!]` replaced by empty lists (a copy where
+    anything is replaced); each taken list goes to `taken` with its coerced path."""
+    if is_string_id_list(value, type_):
+        taken.append((path, value))
+        return []
+    if is_non_null_type(type_):
+        type_ = type_.of_type
+    if not is_input_object_type(type_) or type(value) is not dict or depth >= MAX_DEPTH:
+        return value
+    copy: dict[str, Any] | None = None
+    for name, field in type_.fields.items():
+        if name not in value:
+            continue
+        inner = take_id_lists(
+            value[name], field.type, (*path, field.out_name or name), taken, depth + 1
+        )
+        if inner is not value[name]:
+            copy = copy if copy is not None else dict(value)
+            copy[name] = inner
+    return copy if copy is not None else value
+
+
+def _put_back(coerced: dict[str, Any], path: tuple[str, ...], value: list[str]) -> None:
+    *parents, last = path
+    target: Any = coerced
+    for key in parents:
+        target = target.get(key) if isinstance(target, dict) else None
+    if isinstance(target, dict) and last in target:
+        target[last] = value
 
 
 class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context, with long string lists of `[ID!]` variables
+    """Strawberry's execution context, with long string lists of `[ID!]` in variables
     passed through as they are (see the module's docstring)."""
 
     @classmethod
@@ -93,11 +114,18 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        fast: dict[str, list[str]] = {}
-        if raw_variable_values:
-            fast = string_id_lists(document, operation_name, raw_variable_values)
-            if fast:
-                raw_variable_values = {**raw_variable_values, **{name: [] for name in fast}}
+        taken: Taken = []
+        given = raw_variable_values or {}
+        operation = _operation(document, operation_name) if raw_variable_values else None
+        if operation is not None and raw_variable_values:
+            replaced = dict(raw_variable_values)
+            for definition in operation.variable_definitions or ():
+                name = definition.variable.name.value
+                type_ = type_from_ast(schema, definition.type)
+                if name in replaced and type_ is not None:
+                    replaced[name] = take_id_lists(replaced[name], type_, (name,), taken)  # type: ignore[arg-type]
+            if taken:
+                raw_variable_values = replaced
         built = super().build(
             schema,
             document,
@@ -108,11 +136,14 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             *args,
             **kwargs,
         )
-        if fast and not isinstance(built, list):
+        if taken and not isinstance(built, list):
             values: VariableValues = built.variable_values
-            for name, value in fast.items():
-                values.coerced[name] = value
-                source = values.sources.get(name)
+            for path, ids in taken:
+                if len(path) == 1:
+                    values.coerced[path[0]] = ids
+                else:
+                    _put_back(values.coerced, path, ids)
+                source = values.sources.get(path[0])
                 if source is not None:
-                    values.sources[name] = source._replace(value=value)
+                    values.sources[path[0]] = source._replace(value=given[path[0]])
         return built
