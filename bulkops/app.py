@@ -34,6 +34,7 @@ from bulkops.schema.context import Context
 from bulkops.services.auth import Authenticator, bearer_token
 from bulkops.services.progress import Broker
 from bulkops.services.storage import LocalStorage
+from bulkops.shared_streams import SharedStreams, SharedStreamsHandler
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -44,6 +45,7 @@ class AppState(TypedDict):
     pool: asyncpg.Pool
     redis: ArqRedis
     broker: Broker
+    streams: SharedStreams
     authenticator: Authenticator
     storage: LocalStorage
 
@@ -65,7 +67,10 @@ def _unauthenticated() -> Response:
 
 
 class BulkopsGraphQL(GraphQL[Context, None]):
-    """Strawberry's ASGI view with the tenant resolved from the bearer token."""
+    """Strawberry's ASGI view with the tenant resolved from the bearer token, and
+    identical websocket subscriptions sharing one execution (`bulkops.shared_streams`)."""
+
+    graphql_transport_ws_handler_class = SharedStreamsHandler
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state: AppState = request.scope["state"]
@@ -213,16 +218,19 @@ def create_app(settings: Settings) -> Starlette:
         redis = await create_redis_pool(RedisSettings.from_dsn(settings.redis_url))
         broker = Broker(redis)
         await broker.start()
+        streams = SharedStreams()
         try:
             yield AppState(
                 settings=settings,
                 pool=pool,
                 redis=redis,
                 broker=broker,
+                streams=streams,
                 authenticator=Authenticator(pool),
                 storage=LocalStorage(settings.resolved_storage_dir),
             )
         finally:
+            await streams.close()
             await broker.stop()
             await redis.aclose()
             await pool.close()

@@ -87,12 +87,17 @@ async def seed(settings: Settings, tenant: str, count: int) -> None:
         await conn.close()
 
 
+# Progress messages are a few hundred bytes: compressing each one per connection
+# (permessage-deflate) costs more than it saves, and a zlib state per connection.
+WEBSOCKETS: dict[str, Any] = {"ws_per_message_deflate": False}
+
+
 def serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from bulkops.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **WEBSOCKETS)
 
 
 def worker(settings: Settings) -> None:
@@ -154,7 +159,9 @@ Press Ctrl+C to stop.
 """,
         flush=True,
     )
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info")
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="info", **WEBSOCKETS
+    )
     server = uvicorn.Server(config)
     arq_worker = build_worker(settings, handle_signals=False)
     worker_task = asyncio.create_task(arq_worker.async_run())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
@@ -181,27 +181,64 @@ def _not_found(job_id: str) -> StrawberryGraphQLError:
     )
 
 
+# One `Job` per published state, shared by every subscriber of the job in this process:
+# job id -> (the state, its view).
+_views: dict[str, tuple[JobState, Job]] = {}
+
+
+def _view(state: JobState) -> Job:
+    cached = _views.get(state.id)
+    if cached is not None and cached[0] is state:
+        return cached[1]
+    view = Job.from_state(state)
+    if len(_views) >= 10_000:
+        _views.clear()
+    _views[state.id] = (state, view)
+    return view
+
+
+def _in_order(pending: list[JobState], fresh: JobState) -> list[JobState]:
+    """States that arrived while the job was re-read, and the state read, by version."""
+    return sorted([*pending, fresh], key=lambda s: s.version)
+
+
 async def subscribe_job(info: Info, id: strawberry.ID) -> AsyncGenerator[Job, None]:
     """Listen first, then read the current state, so no change falls in between; then
     yield only newer versions until a terminal one. A quiet channel triggers a re-read,
-    so a lost message costs latency, never the final state."""
+    so a lost message costs latency, never the final state.
+
+    The reads are shared with the process's other subscribers of the job (a read that
+    started after this one began listening serves it), and so are the states published:
+    a subscriber that falls behind gets the newest state of each status."""
     job_id = _job_uuid(id)
     if job_id is None:
         raise _not_found(str(id))
     context = info.context
     tenant = context.tenant
+    pool = context.state["pool"]
+    broker = context.state["broker"]
     recheck = context.state["settings"].subscription_recheck_seconds
-    async with context.state["broker"].listen(job_channel(job_id)) as queue:
-        state = await _read(info, job_id)
+
+    async def read() -> JobState | None:
+        async with tenant_transaction(pool, tenant) as conn:
+            return await jobs_db.get_job(conn, job_id)
+
+    key = ("job", tenant, job_id)
+    async with broker.listen(job_channel(job_id)) as mailbox:
+        since = time.monotonic()
+        state = await broker.reads.read(key, read, since=since)
         if state is None:
             raise _not_found(job_id)
-        yield Job.from_state(state)
+        yield _view(state)
         while not state.terminal:
-            try:
-                new = await asyncio.wait_for(queue.get(), timeout=recheck)
-            except TimeoutError:
+            new = await mailbox.get(timeout=recheck)
+            if new is not None:
+                arrived = [new]
+            else:
                 try:
-                    fresh = await _read(info, job_id)
+                    fresh = await broker.reads.read(
+                        key, read, since=since, max_age=min(1.0, recheck / 2)
+                    )
                 except DATABASE_DOWN:
                     # Keep listening: the job's states still arrive over pub/sub, and the
                     # next quiet period reads again.
@@ -209,38 +246,48 @@ async def subscribe_job(info: Info, id: strawberry.ID) -> AsyncGenerator[Job, No
                     continue
                 if fresh is None:
                     return
-                new = fresh
-            if new.tenant_id != tenant or new.version <= state.version:
-                continue
-            state = new
-            yield Job.from_state(state)
+                pending = []
+                while (queued := mailbox.get_nowait()) is not None:
+                    pending.append(queued)
+                arrived = _in_order(pending, fresh)
+            for new in arrived:
+                if new.tenant_id != tenant or new.version <= state.version:
+                    continue
+                state = new
+                yield _view(state)
 
 
 async def subscribe_jobs(info: Info, status: list[JobStatus] | None) -> AsyncGenerator[Job, None]:
     """The tenant's unfinished jobs first, then every change to any of its jobs."""
     context = info.context
     tenant = context.tenant
+    pool = context.state["pool"]
+    broker = context.state["broker"]
     wanted = {s.value for s in status} if status else None
     seen: dict[str, int] = {}
-    async with context.state["broker"].listen(tenant_jobs_channel(tenant)) as queue:
-        async with tenant_transaction(context.state["pool"], tenant) as conn:
-            current = await jobs_db.list_jobs(
+
+    async def read() -> list[JobState]:
+        async with tenant_transaction(pool, tenant) as conn:
+            return await jobs_db.list_jobs(
                 conn,
                 statuses=["QUEUED", "RUNNING", "PAUSED", "CANCELLING"],
                 operation=None,
                 before=None,
                 limit=100,
             )
+
+    async with broker.listen(tenant_jobs_channel(tenant)) as mailbox:
+        current = await broker.reads.read(("jobs", tenant), read, since=time.monotonic())
         for state in reversed(current):
             seen[state.id] = state.version
             if wanted is None or state.status in wanted:
-                yield Job.from_state(state)
+                yield _view(state)
         while True:
-            state = await queue.get()
-            if state.tenant_id != tenant or state.version <= seen.get(state.id, 0):
+            new = await mailbox.get()
+            if new is None or new.tenant_id != tenant or new.version <= seen.get(new.id, 0):
                 continue
-            seen[state.id] = state.version
+            seen[new.id] = new.version
             if len(seen) > 10_000:
                 seen.clear()
-            if wanted is None or state.status in wanted:
-                yield Job.from_state(state)
+            if wanted is None or new.status in wanted:
+                yield _view(new)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -32,20 +33,53 @@ def bearer_token(header: str | None) -> str | None:
 
 
 class Authenticator:
-    """Resolves tokens to tenants, remembering answers for a few seconds."""
+    """Resolves tokens to tenants, remembering answers for a few seconds.
+
+    A revoked token keeps working for at most `_CACHE_SECONDS` in a process that resolved
+    it just before. Simultaneous lookups of one token (a page opening many websockets)
+    share one query."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._cache: dict[bytes, tuple[float, str | None]] = {}
+        self._pending: dict[bytes, asyncio.Future[str | None]] = {}
 
     async def tenant_for(self, token: str | None) -> str | None:
         if not token or len(token) > 200:
             return None
         digest = hash_token(token)
-        now = time.monotonic()
         cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        pending = self._pending.get(digest)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The caller that was looking it up went away: look it up here.
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._pending[digest] = future
+        try:
+            result = await self._lookup(digest)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody may be waiting for it
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            if self._pending.get(digest) is future:
+                del self._pending[digest]
+
+    async def _lookup(self, digest: bytes) -> str | None:
+        now = time.monotonic()
         async with self._pool.acquire() as conn:
             tenant = await conn.fetchval("SELECT authenticate_token($1)", digest)
         if len(self._cache) >= _CACHE_SIZE:

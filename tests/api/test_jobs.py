@@ -6,14 +6,18 @@ import asyncio
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from bulkops.config import Settings
-from bulkops.db.pool import create_pool
 from bulkops.services.storage import LocalStorage
-from bulkops.tasks.runner import WorkerDeps, run_slice
 from tests.api.queries import CANCEL, DELETE, JOB, JOB_SUBSCRIPTION, SET_STATUS
-from tests.support import GraphQLClient, Subscription, Tenant, make_products, run_worker
+from tests.support import (
+    GraphQLClient,
+    Runner,
+    Subscription,
+    Tenant,
+    make_products,
+    run_worker,
+)
 
 BACKGROUND = {"mode": "BACKGROUND"}
 
@@ -22,21 +26,6 @@ async def queue_delete(gql: GraphQLClient, selection: dict[str, Any]) -> str:
     result = (await gql(DELETE, {"selection": selection, "options": BACKGROUND}))["deleteProducts"]
     assert result["__typename"] == "JobQueued", result
     return str(result["job"]["id"])
-
-
-async def one_slice(settings: Settings, job_id: str, tenant: Tenant) -> str:
-    """Run exactly one slice of a job with the real runner, as a worker would."""
-    pool = await create_pool(settings.database_url or "", min_size=1, max_size=2)
-    redis = aioredis.from_url(settings.redis_url or "")
-    from arq.connections import ArqRedis
-
-    arq_redis = ArqRedis(connection_pool=redis.connection_pool)
-    try:
-        deps = WorkerDeps(settings, pool, LocalStorage(settings.resolved_storage_dir))
-        return await run_slice(deps, arq_redis, job_id, tenant.id)
-    finally:
-        await pool.close()
-        await redis.aclose()
 
 
 async def test_subscriber_sees_every_state_in_rising_versions_until_the_terminal_one(
@@ -150,7 +139,8 @@ async def test_cancelling_a_running_job_stops_it_between_batches_keeping_what_wa
     job_id = await queue_delete(gql, {"filter": {}})
     # One batch of 10 per slice: after the first slice the job is running, 10 items done.
     tiny = settings.model_copy(update={"batch_size": 10, "slice_seconds": 0.0})
-    assert await one_slice(tiny, job_id, tenant) == "SLICED"
+    async with Runner(tiny) as runner:
+        assert await runner.slice(job_id, tenant) == "SLICED"
     running = (await gql(JOB, {"id": job_id}))["job"]
     assert (running["status"], running["processed"]) == ("RUNNING", 10)
 
@@ -255,3 +245,112 @@ async def test_abort_policy_stops_at_the_first_failing_batch_leaving_it_unapplie
     # The first batch landed; the failing second batch left nothing behind.
     archived = await owner.fetch("SELECT id FROM products WHERE status = 'ARCHIVED' ORDER BY id")
     assert [r["id"] for r in archived] == ids[:10]
+
+
+PAUSE = """mutation($id: ID!) { pauseJob(id: $id) { __typename ... on Job { status } } }"""
+RESUME = """mutation($id: ID!) { resumeJob(id: $id) { __typename ... on Job { status } } }"""
+
+
+def _states(messages: list[dict[str, Any]], sub_id: str) -> list[dict[str, Any]]:
+    assert all(m["id"] == sub_id for m in messages), messages
+    assert messages[-1]["type"] == "complete", messages[-1]
+    return [m["payload"]["data"]["job"] for m in messages if m["type"] == "next"]
+
+
+async def test_many_subscribers_of_one_job_each_see_every_status_in_rising_versions(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    ws_url: str,
+) -> None:
+    await make_products(owner, storage, tenant, 40, with_images=False)
+    job_id = await queue_delete(gql, {"filter": {}})
+    subs = [Subscription(ws_url, tenant.token) for _ in range(20)]
+    await asyncio.gather(*(sub.connect() for sub in subs))
+    # Subscription ids are the client's: two on one connection, and every other one "1".
+    for sub in subs:
+        await sub.start(JOB_SUBSCRIPTION, {"id": job_id})
+    await subs[0].start(JOB_SUBSCRIPTION, {"id": job_id}, sub_id="2")
+    firsts = [await sub.next() for sub in subs] + [await subs[0].next()]
+    assert {m["payload"]["data"]["job"]["status"] for m in firsts} == {"QUEUED"}
+    await run_worker(settings.model_copy(update={"batch_size": 10}))
+    received = [firsts[1:-1]] + [[] for _ in subs[1:]]
+    received[0] = [firsts[0], firsts[-1], *await subs[0].messages(), *await subs[0].messages()]
+    for i, sub in enumerate(subs[1:], 1):
+        received[i] = [firsts[i], *await sub.messages()]
+        await sub.close()
+    await subs[0].close()
+    streams = [[m for m in received[0] if m["id"] == sub_id] for sub_id in ("1", "2")]
+    streams += received[1:]
+    for messages in streams:
+        states = _states(messages, messages[0]["id"])
+        versions = [s["version"] for s in states]
+        assert versions == sorted(set(versions)), versions
+        assert states[0]["status"] == "QUEUED"
+        assert "RUNNING" in {s["status"] for s in states}
+        assert (states[-1]["status"], states[-1]["processed"]) == ("SUCCEEDED", 40)
+
+
+async def test_a_subscriber_joining_others_first_gets_the_jobs_current_state(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    ws_url: str,
+) -> None:
+    await make_products(owner, storage, tenant, 12, with_images=False)
+    job_id = await queue_delete(gql, {"filter": {}})
+    early = Subscription(ws_url, tenant.token)
+    await early.connect()
+    await early.start(JOB_SUBSCRIPTION, {"id": job_id})
+    assert (await early.next())["payload"]["data"]["job"]["status"] == "QUEUED"
+    assert (await gql(PAUSE, {"id": job_id}))["pauseJob"]["status"] == "PAUSED"
+    assert (await early.next())["payload"]["data"]["job"]["status"] == "PAUSED"
+    late = Subscription(ws_url, tenant.token)
+    await late.connect()
+    await late.start(JOB_SUBSCRIPTION, {"id": job_id})
+    first = (await late.next())["payload"]["data"]["job"]
+    assert first["status"] == "PAUSED"
+    assert (await gql(RESUME, {"id": job_id}))["resumeJob"]["status"] == "QUEUED"
+    await run_worker(settings)
+    seen = [first, *_states(await late.messages(), "1")]
+    early_seen = _states(await early.messages(), "1")
+    await early.close()
+    await late.close()
+    assert [s["status"] for s in seen][:2] == ["PAUSED", "QUEUED"]
+    assert seen[-1]["status"] == early_seen[-1]["status"] == "SUCCEEDED"
+    assert [s["version"] for s in seen] == sorted({s["version"] for s in seen})
+
+
+async def test_the_same_subscription_from_another_tenant_gets_nothing_of_the_job(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    settings: Settings,
+    ws_url: str,
+) -> None:
+    await make_products(owner, storage, tenant, 5, with_images=False)
+    job_id = await queue_delete(gql, {"filter": {}})
+    mine = Subscription(ws_url, tenant.token)
+    await mine.connect()
+    await mine.start(JOB_SUBSCRIPTION, {"id": job_id})
+    assert (await mine.next())["payload"]["data"]["job"]["status"] == "QUEUED"
+    theirs = Subscription(ws_url, other_tenant.token)
+    await theirs.connect()
+    await theirs.start(JOB_SUBSCRIPTION, {"id": job_id})
+    messages = await theirs.messages()
+    await theirs.close()
+    await run_worker(settings)
+    assert _states(await mine.messages(), "1")[-1]["status"] == "SUCCEEDED"
+    await mine.close()
+    payload = messages[0]["payload"]
+    errors = payload if messages[0]["type"] == "error" else payload["errors"]
+    assert errors[0]["extensions"]["code"] == "NOT_FOUND"
+    # No state of the job: one error, then the end.
+    assert [m["type"] for m in messages] in (["error"], ["next", "complete"]), messages
+    assert messages[0]["type"] == "error" or messages[0]["payload"]["data"] is None
