@@ -8,7 +8,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter
 
-from bulkops.schema.execution import ExecutionContext
+from bulkops.schema.execution import CachedDocuments, DocumentCache, ExecutionContext
 from bulkops.schema.roots import Mutation, Query, Subscription
 from bulkops.schema.types import (
     AddProductsToDatasetSummary,
@@ -32,7 +32,9 @@ def _should_mask(error: GraphQLError) -> bool:
 
 def build_schema(*, dev: bool = False, max_depth: int = 12, max_aliases: int = 30) -> Any:
     # Factories, so each request gets fresh extension instances.
+    documents = DocumentCache()
     extensions: list[Any] = [
+        lambda: CachedDocuments(documents),
         lambda: QueryDepthLimiter(max_depth=max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
     ]

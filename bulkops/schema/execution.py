@@ -11,6 +11,8 @@ errors and conversions."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from graphql import (
@@ -25,6 +27,7 @@ from graphql import (
     type_from_ast,
 )
 from graphql.execution.values import VariableValues
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 # Shorter lists are coerced by graphql-core: the fast path pays off on long ones.
@@ -147,3 +150,58 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 if source is not None:
                     values.sources[path[0]] = source._replace(value=given[path[0]])
         return built
+
+
+class DocumentCache:
+    """The parsed documents of the query texts that validated cleanly, most recent last.
+
+    Clients send the same few documents over and over (with other variables); parsing and
+    validating one costs milliseconds of Python. A document is kept only once it has
+    passed validation, with every rule of the schema it belongs to (one cache per schema),
+    so a cached document needs neither again. Texts longer than `max_text` are not kept."""
+
+    def __init__(self, size: int = 256, max_text: int = 20_000) -> None:
+        self.size = size
+        self.max_text = max_text
+        self._documents: OrderedDict[str, DocumentNode] = OrderedDict()
+
+    def get(self, query: str | None) -> DocumentNode | None:
+        if query is None:
+            return None
+        document = self._documents.get(query)
+        if document is not None:
+            self._documents.move_to_end(query)
+        return document
+
+    def keep(self, query: str | None, document: DocumentNode | None) -> None:
+        if query is None or document is None or len(query) > self.max_text:
+            return
+        self._documents[query] = document
+        if len(self._documents) > self.size:
+            self._documents.popitem(last=False)
+
+
+class CachedDocuments(SchemaExtension):
+    """Takes a query text's document from `cache` when it has been validated before
+    (skipping parsing and validation), and keeps it after it validates cleanly."""
+
+    def __init__(self, cache: DocumentCache) -> None:
+        super().__init__()
+        self.cache = cache
+        self.hit = False
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        document = self.cache.get(context.query)
+        if document is not None:
+            context.graphql_document = document
+            self.hit = True
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if self.hit:
+            context.pre_execution_errors = []
+        yield
+        if not self.hit and context.pre_execution_errors == []:
+            self.cache.keep(context.query, context.graphql_document)

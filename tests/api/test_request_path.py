@@ -144,3 +144,36 @@ async def _next_message(pubsub: Any) -> dict[str, Any]:
                 return data
 
     return await asyncio.wait_for(first(), 10)
+
+
+TOO_MANY_ALIASES = "query { " + " ".join(f"a{n}: __typename" for n in range(31)) + " }"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("mutation { nope }", "Cannot query field 'nope' on type 'Mutation'."),
+        (TOO_MANY_ALIASES, "31 aliases found. Allowed: 30"),
+    ],
+    ids=["unknown field", "too many aliases"],
+)
+async def test_a_refused_document_is_refused_every_time(
+    gql: GraphQLClient, document: str, message: str
+) -> None:
+    for _ in range(3):
+        body = (await gql.post(document)).json()
+        assert body.get("data") is None
+        assert [e["message"] for e in body["errors"]] == [message]
+
+
+async def test_a_document_sent_again_runs_with_its_new_variables(
+    gql: GraphQLClient, owner: asyncpg.Connection, catalog: list[int]
+) -> None:
+    ids = [str(i) for i in catalog[:10]]
+    for status in ("ARCHIVED", "ACTIVE", "DRAFT"):
+        result = (await gql(STATUS_BY_IDS, {"ids": ids, "status": status}))["setProductStatus"]
+        assert result["succeeded"] == 10
+        rows = await owner.fetch(
+            "SELECT DISTINCT status FROM products WHERE id = ANY($1::bigint[])", catalog[:10]
+        )
+        assert [r["status"] for r in rows] == [status]
