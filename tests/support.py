@@ -9,12 +9,16 @@ from typing import Any
 
 import asyncpg
 import httpx
+import redis.asyncio as aioredis
 import websockets
+from arq.connections import ArqRedis
 
 from bulkops.config import Settings
+from bulkops.db.pool import create_pool
 from bulkops.db.tenants import ensure_tenant, insert_token
 from bulkops.services.auth import hash_token, new_token
 from bulkops.services.storage import LocalStorage
+from bulkops.tasks.runner import WorkerDeps, run_slice
 from bulkops.tasks.worker import build_worker
 
 
@@ -101,6 +105,29 @@ async def run_worker(settings: Settings) -> None:
         await worker.main()
     finally:
         await worker.close()
+
+
+class Runner:
+    """The real slice runner, driven one slice at a time as a worker would drive it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def __aenter__(self) -> Runner:
+        self.pool = await create_pool(self.settings.database_url or "", min_size=1, max_size=2)
+        self.redis_client = aioredis.from_url(self.settings.redis_url or "")
+        self.redis = ArqRedis(connection_pool=self.redis_client.connection_pool)
+        self.deps = WorkerDeps(
+            self.settings, self.pool, LocalStorage(self.settings.resolved_storage_dir)
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.close()
+        await self.redis_client.aclose()
+
+    async def slice(self, job_id: str, tenant: Tenant) -> str:
+        return await run_slice(self.deps, self.redis, job_id, tenant.id)
 
 
 class GraphQLClient:

@@ -7,15 +7,12 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from arq.connections import ArqRedis
 
 from bulkops.config import Settings
-from bulkops.db.pool import create_pool
 from bulkops.services.storage import LocalStorage
 from bulkops.tasks.housekeeping import reconcile, remove_expired, sweep_files
-from bulkops.tasks.runner import WorkerDeps, run_slice
 from tests.api.queries import DELETE, JOB, SET_STATUS
-from tests.support import GraphQLClient, Tenant, make_products, run_worker
+from tests.support import GraphQLClient, Runner, Tenant, make_products, run_worker
 
 ACTION = """
 mutation($id: ID!) {{
@@ -29,29 +26,6 @@ mutation($id: ID!, $scope: RetryScope) {
     ... on Rejected { code field }
   }
 }"""
-
-
-class Runner:
-    """The real slice runner, driven one slice at a time as a worker would drive it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    async def __aenter__(self) -> Runner:
-        self.pool = await create_pool(self.settings.database_url or "", min_size=1, max_size=2)
-        self.redis_client = aioredis.from_url(self.settings.redis_url or "")
-        self.redis = ArqRedis(connection_pool=self.redis_client.connection_pool)
-        self.deps = WorkerDeps(
-            self.settings, self.pool, LocalStorage(self.settings.resolved_storage_dir)
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.pool.close()
-        await self.redis_client.aclose()
-
-    async def slice(self, job_id: str, tenant: Tenant) -> str:
-        return await run_slice(self.deps, self.redis, job_id, tenant.id)
 
 
 async def queue(gql: GraphQLClient, document: str, variables: dict[str, Any]) -> str:
