@@ -26,12 +26,15 @@ are all empty (spreadsheets write those), are skipped. A UTF-8 byte order mark i
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
+from contextlib import suppress
 from enum import StrEnum
 from pathlib import PurePath
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, TypeVar
 
 from bulkops.errors import InputError
 
@@ -43,6 +46,8 @@ _BOM = b"\xef\xbb\xbf"
 # Stands in for a NUL character, which the csv module refuses to read: undecodable bytes
 # become U+DC80..U+DCFF ("surrogateescape"), so U+DC00 cannot come from the file itself.
 _NUL = "\udc00"
+_DIGEST_BLOCK = 1024 * 1024
+T = TypeVar("T")
 _BINARY_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"%PDF", b"\xd0\xcf\x11\xe0", b"BZh", b"\xfd7zXZ")
 
 
@@ -134,6 +139,45 @@ def open_upload(
         stream.seek(start)
         format = detect_format(filename, head)
     return RowReader(stream, format, max_line_bytes)
+
+
+def file_digest(stream: BinaryIO) -> str:
+    """The SHA-256 (hex) of the whole file, read in blocks; the file is left at its start,
+    ready for `open_upload`. The same file uploaded again has the same digest."""
+    digest = hashlib.sha256()
+    stream.seek(0)
+    while block := stream.read(_DIGEST_BLOCK):
+        digest.update(block)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter), in order."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def read_ahead(chunks: Iterator[list[T]]) -> AsyncGenerator[list[T], None]:
+    """The chunks of a file being staged, each parsed in a worker thread (the event loop
+    keeps serving) while the caller stages the one before. Close it (`aclosing`) when the
+    caller stops early: closing waits for the chunk still being parsed, so that nothing
+    reads the file once the request is over."""
+    pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+    try:
+        while (chunk := await pending) is not None:
+            pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+            yield chunk
+    finally:
+        if not pending.done():
+            with suppress(Exception):
+                await pending
 
 
 def iter_rows(

@@ -11,10 +11,9 @@ removed right after it, a job's when it ends."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import aclosing
 from typing import BinaryIO
 
 from bulkops.db import imports as imports_db
@@ -24,7 +23,15 @@ from bulkops.operations.import_columns import ImportColumns
 from bulkops.operations.update_products import UNIQUE_IDENTIFIER_KINDS
 from bulkops.selection import Selection, StagedRows
 from bulkops.services import bulk
-from bulkops.uploads import RowReader, UploadError, UploadFormat, open_upload
+from bulkops.uploads import (
+    RowReader,
+    UploadError,
+    UploadFormat,
+    chunked,
+    file_digest,
+    open_upload,
+    read_ahead,
+)
 
 OPERATION = "importProducts"
 CHUNK_ROWS = 10_000
@@ -69,17 +76,10 @@ async def stage_upload(
     async with tenant_transaction(services.pool, tenant_id) as conn:
         await imports_db.begin_staging(conn, upload_id)
         rows = 0
-        pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
-        try:
-            while (chunk := await pending) is not None:
-                pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+        async with aclosing(read_ahead(chunks)) as parsed:
+            async for chunk in parsed:
                 await imports_db.stage_chunk(conn, upload_id, chunk)
                 rows += len(chunk)
-        finally:
-            if not pending.done():
-                # Not parsing on in the background once the request is over.
-                with suppress(Exception):
-                    await pending
         if rows == 0:
             raise UploadError("The file has no rows to import.", code="EMPTY_UPLOAD")
         await imports_db.finish_staging(
@@ -89,8 +89,7 @@ async def stage_upload(
 
 
 def _open(file: BinaryIO, filename: str | None) -> tuple[str, RowReader, ImportColumns]:
-    digest = hashlib.file_digest(file, "sha256").hexdigest()  # type: ignore[arg-type]
-    file.seek(0)
+    digest = file_digest(file)
     reader = open_upload(file, filename=filename)
     if reader.format is UploadFormat.CSV:
         assert reader.columns is not None
@@ -99,11 +98,4 @@ def _open(file: BinaryIO, filename: str | None) -> tuple[str, RowReader, ImportC
 
 
 def _chunks(reader: RowReader, columns: ImportColumns) -> Iterator[list[StagedRecord]]:
-    chunk: list[StagedRecord] = []
-    for item in reader:
-        chunk.append(columns.record(item))
-        if len(chunk) == CHUNK_ROWS:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    return chunked((columns.record(item) for item in reader), CHUNK_ROWS)

@@ -7,13 +7,24 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
 from bulkops.db.matching import StagedRow
 from bulkops.errors import InputError
 from bulkops.operations.match_products import MATCH_FIELDS, stage_row
-from bulkops.uploads import Row, RowError, RowReader, UploadError, UploadFormat, open_upload
+from bulkops.uploads import (
+    Row,
+    RowError,
+    RowReader,
+    UploadError,
+    UploadFormat,
+    chunked,
+    file_digest,
+    open_upload,
+    read_ahead,
+)
 
 CHUNK_ROWS = 5000
 MAX_ROW_NUMBER = 2**31 - 1
@@ -36,13 +47,12 @@ class MatchInput:
     threaded: bool = False
 
     async def chunks(self) -> AsyncIterator[list[StagedRow]]:
-        while True:
-            if self.threaded:
-                chunk = await asyncio.to_thread(next, self.source, None)
-            else:
-                chunk = next(self.source, None)
-            if chunk is None:
-                return
+        if self.threaded:
+            async with aclosing(read_ahead(self.source)) as parsed:
+                async for chunk in parsed:
+                    yield chunk
+            return
+        for chunk in self.source:
             yield chunk
 
 
@@ -92,10 +102,7 @@ async def upload_input(file: BinaryIO, filename: str | None) -> MatchInput:
 
 
 def _open(file: BinaryIO, filename: str | None) -> MatchInput:
-    digest = hashlib.sha256()
-    while block := file.read(1024 * 1024):
-        digest.update(block)
-    file.seek(0)
+    digest = file_digest(file)
     reader = open_upload(file, filename=filename)
     columns = list(reader.columns or ())
     if reader.format is UploadFormat.CSV and not any(_is_match_column(c) for c in columns):
@@ -104,7 +111,7 @@ def _open(file: BinaryIO, filename: str | None) -> MatchInput:
             "identifiers or identifier:KIND.",
             code="INVALID_HEADER",
         )
-    return MatchInput(digest.hexdigest(), columns, _staged_chunks(reader, columns), threaded=True)
+    return MatchInput(digest, columns, _staged_chunks(reader, columns), threaded=True)
 
 
 def _is_match_column(name: str) -> bool:
@@ -113,24 +120,22 @@ def _is_match_column(name: str) -> bool:
 
 
 def _staged_chunks(reader: RowReader, columns: list[str]) -> Iterator[list[StagedRow]]:
+    return chunked(_staged_rows(reader, columns), CHUNK_ROWS)
+
+
+def _staged_rows(reader: RowReader, columns: list[str]) -> Iterator[StagedRow]:
     # A JSONL file's columns are its keys, in the order they first appear.
     seen = set(columns)
-    chunk: list[StagedRow] = []
     for item in reader:
         if isinstance(item, RowError):
             where = f" (column {item.column})" if item.column else ""
             message = f"Row {item.row}{where} {item.reason}."
-            chunk.append(StagedRow(item.row, (), (), None, None, None, {}, item.code, message))
+            yield StagedRow(item.row, (), (), None, None, None, {}, item.code, message)
         else:
             if reader.format is UploadFormat.JSONL:
                 columns.extend(k for k in item.values if k not in seen)
                 seen.update(item.values)
-            chunk.append(_staged(item))
-        if len(chunk) >= CHUNK_ROWS:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+            yield _staged(item)
 
 
 def _staged(item: Row) -> StagedRow:
