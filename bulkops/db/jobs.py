@@ -56,19 +56,6 @@ async def insert_job_items(conn: asyncpg.Connection, job_id: str, ids: list[int]
     )
 
 
-async def item_batch_ids(
-    conn: asyncpg.Connection, job_id: str, *, after: int, limit: int
-) -> list[int]:
-    rows = await conn.fetch(
-        """SELECT item_id FROM job_items WHERE job_id = $1 AND item_id > $2
-           ORDER BY item_id LIMIT $3""",
-        job_id,
-        after,
-        limit,
-    )
-    return [r["item_id"] for r in rows]
-
-
 async def get_job(conn: asyncpg.Connection, job_id: str) -> JobState | None:
     row = await conn.fetchrow(
         "SELECT * FROM jobs WHERE id = $1 AND tenant_id = current_tenant_id()", job_id
@@ -104,6 +91,63 @@ async def lock_job(conn: asyncpg.Connection, job_id: str) -> LockedJob:
     )
     if row is None:
         raise LookupError(job_id)
+    return _locked(row)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job row locked for a worker starting a slice, with the tenant's other started,
+    unfinished jobs counted when the job is still QUEUED (for the running-jobs quota)."""
+
+    locked: LockedJob
+    running_others: int
+
+
+async def claim_job(conn: asyncpg.Connection, job_id: str) -> ClaimedJob:
+    """The job row locked until the transaction ends, and, when it is QUEUED, how many of
+    the tenant's other jobs are started and unfinished, in one round trip (LookupError
+    when there is no such job)."""
+    row = await conn.fetchrow(
+        """WITH j AS (
+             SELECT *, COALESCE(lease_expires_at > clock_timestamp(), false) AS lease_live
+             FROM jobs WHERE id = $1 AND tenant_id = current_tenant_id() FOR UPDATE)
+           SELECT j.*,
+                  CASE WHEN j.status = 'QUEUED' THEN (
+                    SELECT count(*) FROM jobs o
+                    WHERE o.tenant_id = current_tenant_id() AND o.id <> j.id
+                      AND o.status IN ('RUNNING', 'CANCELLING')) ELSE 0 END AS running_others
+           FROM j""",
+        job_id,
+    )
+    if row is None:
+        raise LookupError(job_id)
+    return ClaimedJob(_locked(row), row["running_others"])
+
+
+async def lock_job_batch(
+    conn: asyncpg.Connection, job_id: str, *, items: int
+) -> tuple[LockedJob, list[int]]:
+    """The job row locked until the transaction ends, with the next `items` of its stored
+    ids past the cursor read under that lock (none when `items` is 0), in one round trip.
+    The ids come along the primary key whatever the statistics say (job_item_batch in
+    migration 0009). LookupError when there is no such job."""
+    row = await conn.fetchrow(
+        """WITH j AS (
+             SELECT *, COALESCE(lease_expires_at > clock_timestamp(), false) AS lease_live
+             FROM jobs WHERE id = $1 AND tenant_id = current_tenant_id() FOR UPDATE)
+           SELECT j.*,
+                  CASE WHEN $2 > 0
+                       THEN ARRAY(SELECT job_item_batch(j.id, j.cursor, $2)) END AS next_items
+           FROM j""",
+        job_id,
+        items,
+    )
+    if row is None:
+        raise LookupError(job_id)
+    return _locked(row), list(row["next_items"] or ())
+
+
+def _locked(row: asyncpg.Record) -> LockedJob:
     return LockedJob(
         JobState.from_row(row),
         row["selection"],
@@ -111,6 +155,30 @@ async def lock_job(conn: asyncpg.Connection, job_id: str) -> LockedJob:
         row["lease_owner"],
         row["lease_live"],
     )
+
+
+async def start_running(
+    conn: asyncpg.Connection, job_id: str, owner: str, lease_seconds: float
+) -> JobState:
+    """Move the job to RUNNING for a new slice held by `owner`, with its lease, in one
+    statement (what set_status RUNNING and hold_lease do together)."""
+    row = await conn.fetchrow(
+        """UPDATE jobs SET
+             status = 'RUNNING',
+             current_step = 'running',
+             version = version + 1,
+             updated_at = clock_timestamp(),
+             started_at = COALESCE(started_at, clock_timestamp()),
+             slices = slices + 1,
+             lease_owner = $2,
+             lease_expires_at = clock_timestamp() + make_interval(secs => $3)
+           WHERE id = $1 AND tenant_id = current_tenant_id()
+           RETURNING *""",
+        job_id,
+        owner,
+        lease_seconds,
+    )
+    return JobState.from_row(row)
 
 
 async def hold_lease(
@@ -126,17 +194,6 @@ async def hold_lease(
         owner,
         seconds,
     )
-
-
-async def count_running(conn: asyncpg.Connection, *, other_than: str) -> int:
-    """The tenant's started, unfinished jobs (between slices too), other than `other_than`."""
-    count: int = await conn.fetchval(
-        """SELECT count(*) FROM jobs
-           WHERE tenant_id = current_tenant_id() AND id <> $1
-             AND status IN ('RUNNING', 'CANCELLING')""",
-        other_than,
-    )
-    return count
 
 
 async def queue_position(conn: asyncpg.Connection, job_id: str) -> int | None:

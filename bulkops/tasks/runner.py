@@ -50,19 +50,6 @@ class _AbortBatch(Exception):
         self.outcome = outcome
 
 
-async def _next_ids(
-    conn: asyncpg.Connection,
-    op: Operation[Any],
-    job_id: str,
-    selection: Selection,
-    cursor: int,
-    limit: int,
-) -> list[int]:
-    if selection.ids is not None:
-        return await jobs_db.item_batch_ids(conn, job_id, after=cursor, limit=limit)
-    return await op.filter_batch(conn, selection, after=cursor, limit=limit)
-
-
 async def _finish(conn: asyncpg.Connection, job: JobState, status: str, *, step: str) -> JobState:
     return await jobs_db.set_status(conn, job.id, status, step=step, result=job_result(job))
 
@@ -104,9 +91,10 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
     throttled = False
     async with tenant_transaction(deps.pool, tenant_id) as conn:
         try:
-            locked = await jobs_db.lock_job(conn, job_id)
+            claimed = await jobs_db.claim_job(conn, job_id)
         except LookupError:
             return "MISSING"
+        locked = claimed.locked
         job = locked.state
         if job.terminal or job.status == "PAUSED":
             return job.status
@@ -125,13 +113,11 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
                 step="failed",
             )
         elif job.status == "QUEUED" and (
-            await jobs_db.count_running(conn, other_than=job_id)
-            >= settings.max_running_jobs_per_tenant
+            claimed.running_others >= settings.max_running_jobs_per_tenant
         ):
             throttled = True
         else:
-            job = await jobs_db.set_status(conn, job_id, "RUNNING", step="running")
-            await jobs_db.hold_lease(conn, job_id, deps.worker_id, settings.lease_seconds)
+            job = await jobs_db.start_running(conn, job_id, deps.worker_id, settings.lease_seconds)
     if throttled:
         await enqueue_slice(
             redis, job.id, tenant_id, job.priority, delay=settings.quota_retry_seconds
@@ -148,7 +134,12 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
     while True:
         removed_files = False
         async with tenant_transaction(deps.pool, tenant_id) as conn:
-            locked = await jobs_db.lock_job(conn, job_id)
+            # The job row is locked first and the cursor read under that lock; a stored
+            # selection's next ids come with it. One id past the batch is read ahead, so
+            # the batch that ends the selection knows it is the last one.
+            locked, ids = await jobs_db.lock_job_batch(
+                conn, job_id, items=batch_size + 1 if selection.ids is not None else 0
+            )
             job = locked.state
             status_before = job.status
             if job.status == "CANCELLING":
@@ -157,13 +148,18 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
                 # Paused, or handed to another worker while this one stalled.
                 return job.status if job.status != "RUNNING" else "HELD"
             else:
-                ids = await _next_ids(conn, op, job_id, selection, locked.cursor, batch_size)
+                if selection.ids is None:
+                    ids = await op.filter_batch(
+                        conn, selection, after=locked.cursor, limit=batch_size + 1
+                    )
+                last = len(ids) <= batch_size
+                ids = ids[:batch_size]
                 if ids:
                     images_before = job.counters.get("deletedImages", 0)
                     job = await _apply(conn, op, params, job, ids, settings.lease_seconds)
                     removed_files = job.counters.get("deletedImages", 0) > images_before
-                if not job.terminal and len(ids) < batch_size:
-                    # A short batch is the last one: finish in the same transaction.
+                if not job.terminal and last:
+                    # The last batch finishes the job in the same transaction.
                     job = await _complete(conn, job, selection)
             if job.terminal:
                 await op.release(conn, selection)
