@@ -10,6 +10,7 @@ from bench.results import Result
 from bench.workloads import (
     bulk,
     export,
+    export_file,
     inline,
     match,
     progress,
@@ -32,4 +33,5 @@ WORKLOADS: dict[str, Workload] = {
     "W9": small_jobs.w9,
     "W10": scaling.w10,
     "R1": roundtrip.r1,
+    "X1": export_file.x1,
 }
