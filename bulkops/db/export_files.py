@@ -17,6 +17,7 @@ class ExportFileRow:
     format: str
     rows: int
     bytes: int
+    last_id: int
     created_at: datetime
     expires_at: datetime
 
@@ -29,6 +30,7 @@ class ExportFileRow:
             format=row["format"],
             rows=row["rows"],
             bytes=row["bytes"],
+            last_id=row["last_id"],
             created_at=row["created_at"],
             expires_at=row["expires_at"],
         )
@@ -67,17 +69,24 @@ async def lock_file(conn: asyncpg.Connection, file_id: str) -> ExportFileRow | N
 
 
 async def record_batch(
-    conn: asyncpg.Connection, file_id: str, *, rows: int, size: int, link_seconds: float
+    conn: asyncpg.Connection,
+    file_id: str,
+    *,
+    rows: int,
+    size: int,
+    last_id: int,
+    link_seconds: float,
 ) -> None:
-    """Add a batch's rows and the file's new size. The link's expiry moves with every
-    batch, so that it counts from the end of the writing."""
+    """Add a batch's rows, the file's new size and the batch's last id. The link's expiry
+    moves with every batch, so that it counts from the end of the writing."""
     await conn.execute(
-        """UPDATE export_files SET rows = rows + $2, bytes = $3,
-             expires_at = clock_timestamp() + make_interval(secs => $4)
+        """UPDATE export_files SET rows = rows + $2, bytes = $3, last_id = $4,
+             expires_at = clock_timestamp() + make_interval(secs => $5)
            WHERE id = $1 AND tenant_id = current_tenant_id()""",
         file_id,
         rows,
         size,
+        last_id,
         link_seconds,
     )
 

@@ -61,6 +61,13 @@ class ExportProducts(Operation[ExportParams]):
         state = await lock_file(conn, params.file_id)
         if state is None:
             raise JobAborted("The export file was removed.", code="EXPORT_FILE_LOST")
+        if ids[0] <= state.last_id:
+            # Not a batch redone after a crash (that one starts past the committed cursor,
+            # recorded here with it): a retried job naming a file already written.
+            raise JobAborted(
+                "This export's file is already written: run exportProducts again for a new one.",
+                code="EXPORT_ALREADY_WRITTEN",
+            )
         try:
             out = active_storage().path(state.storage_key).open("r+b")
         except FileNotFoundError:
@@ -82,7 +89,12 @@ class ExportProducts(Operation[ExportParams]):
             await asyncio.to_thread(_sync, out)
             size = out.tell()
         await record_batch(
-            conn, params.file_id, rows=copied, size=size, link_seconds=params.link_seconds
+            conn,
+            params.file_id,
+            rows=copied,
+            size=size,
+            last_id=ids[-1],
+            link_seconds=params.link_seconds,
         )
         return BatchOutcome(succeeded=copied, skipped=len(ids) - copied, changed_ids=ids[:10])
 

@@ -18,6 +18,7 @@ from bulkops.services import export_jobs
 from bulkops.services.signing import signature, signing_key
 from bulkops.services.storage import LocalStorage, purge_deleted_files, using_storage
 from bulkops.tasks.housekeeping import remove_expired
+from tests.api.queries import JOB
 from tests.api.test_durable_jobs import Runner
 from tests.api.test_export import (
     TRICKY_NAME,
@@ -378,3 +379,35 @@ async def test_an_idempotency_key_replays_the_first_export(
     assert (other["__typename"], other["code"]) == ("Rejected", "IDEMPOTENCY_KEY_REUSED")
     assert await owner.fetchval("SELECT count(*) FROM jobs") == 1
     assert await owner.fetchval("SELECT count(*) FROM export_files") == 2
+
+
+async def test_a_retried_export_job_leaves_the_written_file_as_it_is(
+    gql: GraphQLClient,
+    http: httpx.AsyncClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    await make_products(owner, storage, tenant, 25, with_images=False)
+    job_id = await queue_export(gql)
+    await run_worker(settings)
+    file = (await gql(JOB_FILE, {"id": job_id}))["job"]["resultFile"]
+    retried = await gql(
+        """mutation($id: ID!) { retryJob(id: $id, scope: ALL) {
+             __typename ... on JobQueued { job { id } } } }""",
+        {"id": job_id},
+    )
+    child = retried["retryJob"]["job"]["id"]
+    await run_worker(settings)
+
+    failed = (await gql(JOB, {"id": child}))["job"]
+    assert failed["status"] == "FAILED"
+    assert [e["code"] for e in failed["recentErrors"]] == ["EXPORT_ALREADY_WRITTEN"]
+    assert (await gql(JOB_FILE, {"id": job_id}))["job"]["resultFile"] == file
+    async with Runner(settings) as runner:
+        await remove_expired(runner.deps)
+    response = await download(http, file["url"])
+    assert response.status_code == 200
+    assert len(response.content) == file["bytes"]
+    assert len(parse_csv(response.text)[1]) == 25
