@@ -262,6 +262,16 @@ async def build_catalog(admin_url: str, redis_url: str, data: Path, plan: Plan) 
     return catalog
 
 
+async def migrate_template(admin_url: str) -> list[str]:
+    """Apply to a reused catalog's template the migrations added since it was seeded (the
+    service's code expects them); return their names."""
+    conn = await asyncpg.connect(with_database(admin_url, TEMPLATE_DB))
+    try:
+        return [m.name for m in await apply_migrations(conn)]
+    finally:
+        await conn.close()
+
+
 async def fresh_copy(catalog: Catalog, *, files: bool) -> None:
     """The work database (and, if asked, the stored files) as they were after seeding,
     flushed to disk so that no measurement pays for the copy's writes."""

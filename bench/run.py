@@ -21,7 +21,7 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
-from bench.catalog import Catalog, build_catalog, log
+from bench.catalog import Catalog, build_catalog, log, migrate_template
 from bench.harness import Harness
 from bench.plan import FULL, QUICK, Plan
 from bench.results import Result, report, table, write_json
@@ -48,6 +48,8 @@ async def run_workloads(
         catalog = await build_catalog(servers_db, servers_redis, data, plan)
     else:
         log("reusing the catalog built by an earlier run")
+        if applied := await migrate_template(servers_db):
+            log(f"applied the migrations added since: {', '.join(applied)}")
     harness = Harness(catalog, plan, profile=profile)
     results: dict[str, Result] = {}
     for wid in only:
