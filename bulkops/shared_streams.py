@@ -1,7 +1,7 @@
 """Subscriptions shared by identical subscribers of one API process (graphql-transport-ws).
 
-Websocket clients of one tenant that subscribe with the same document, operation name and
-variables (a thousand browser tabs following one job) share one execution: the
+Websocket clients of one tenant that subscribe to `job` with the same document, operation
+name and variables (a thousand browser tabs following one job) share one execution: the
 subscription runs once, each of its results is executed and encoded to JSON once, and
 every subscriber's connection sends that same text. A subscriber that joins a running
 stream first gets the stream's latest result (the current state), then every later one,
@@ -9,8 +9,8 @@ in order; so what each sees is what a subscription of its own would show. Querie
 mutations sent over a websocket run once per operation, as usual.
 
 A subscriber whose connection is slower than the stream gets its results queued; one
-that falls `BACKLOG` results behind loses the oldest (the `job` subscription already
-sends at most one state per status run to a listener that falls behind)."""
+that falls `BACKLOG` results behind loses the oldest. (The stream itself, when it falls
+behind the job, skips intermediate progress versions, never a status change.)"""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from collections.abc import Hashable
 from functools import lru_cache
 from typing import Any
 
-from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -40,10 +40,18 @@ log = logging.getLogger(__name__)
 BACKLOG = 1000
 
 
+# Root fields whose stream can be shared: a joiner's first result must be what its own
+# subscription would start with. `job` starts with the job's current state, which is the
+# latest result of a running stream; `jobs` starts with a list of unfinished jobs, which is
+# not, so it is never shared.
+SHARED_FIELDS = frozenset({"job"})
+
+
 @lru_cache(maxsize=256)
-def _is_subscription(query: str, operation_name: str | None) -> bool:
-    """Whether the operation `operation_name` of `query` is a subscription; False when
-    the document does not parse or names no single operation (the usual path reports it)."""
+def _shareable(query: str, operation_name: str | None) -> bool:
+    """Whether the operation `operation_name` of `query` is a subscription of one of
+    `SHARED_FIELDS`; False when the document does not parse or names no single operation
+    (the usual path reports it)."""
     try:
         document = parse(query)
     except GraphQLError:
@@ -54,7 +62,12 @@ def _is_subscription(query: str, operation_name: str | None) -> bool:
         if isinstance(d, OperationDefinitionNode)
         and (operation_name is None or (d.name is not None and d.name.value == operation_name))
     ]
-    return len(found) == 1 and found[0].operation is OperationType.SUBSCRIPTION
+    if len(found) != 1 or found[0].operation is not OperationType.SUBSCRIPTION:
+        return False
+    roots = found[0].selection_set.selections
+    return (
+        len(roots) == 1 and isinstance(roots[0], FieldNode) and roots[0].name.value in SHARED_FIELDS
+    )
 
 
 # What a stream hands its subscribers: a result's encoded payload, the first result when
@@ -193,7 +206,7 @@ class SharedStreamsHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     def _share_key(self, operation: Operation[Context, None]) -> Hashable | None:
         tenant = self.context.tenant_id
-        if tenant is None or not _is_subscription(operation.query, operation.operation_name):
+        if tenant is None or not _shareable(operation.query, operation.operation_name):
             return None
         try:
             variables = json.dumps(operation.variables, sort_keys=True)

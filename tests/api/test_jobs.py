@@ -354,3 +354,32 @@ async def test_the_same_subscription_from_another_tenant_gets_nothing_of_the_job
     # No state of the job: one error, then the end.
     assert [m["type"] for m in messages] in (["error"], ["next", "complete"]), messages
     assert messages[0]["type"] == "error" or messages[0]["payload"]["data"] is None
+
+
+async def test_a_second_jobs_subscriber_also_starts_with_the_unfinished_jobs(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    ws_url: str,
+) -> None:
+    await make_products(owner, storage, tenant, 5, with_images=False)
+    first_job = await queue_delete(gql, {"ids": ["1"]})
+    query = "subscription { jobs { id status } }"
+    early = Subscription(ws_url, tenant.token)
+    await early.connect()
+    await early.start(query, {})
+    assert (await early.next())["payload"]["data"]["jobs"]["id"] == first_job
+    second_job = await queue_delete(gql, {"filter": {}})
+    assert (await early.next())["payload"]["data"]["jobs"]["id"] == second_job
+    late = Subscription(ws_url, tenant.token)
+    await late.connect()
+    await late.start(query, {})
+    opening = [(await late.next())["payload"]["data"]["jobs"] for _ in range(2)]
+    await early.close()
+    await late.close()
+    assert {(j["id"], j["status"]) for j in opening} == {
+        (first_job, "QUEUED"),
+        (second_job, "QUEUED"),
+    }
