@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     publish_interval: float = 0.2
     subscription_recheck_seconds: float = 5.0
     worker_max_jobs: int = 4
-    worker_poll_delay: float = 0.05
+    # How often an idle worker asks the queue for work (arq polls): a new job waits on
+    # average half of it before a worker takes it.
+    worker_poll_delay: float = 0.02
     # Signs the download links of export files (HMAC-SHA256). Required in production, the
     # same on every API process; without it a key is generated once and kept in data_dir.
     signing_key: SecretStr | None = None

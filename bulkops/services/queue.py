@@ -59,7 +59,14 @@ async def enqueue_slice(
     existing job of the same id: slice ids are new every time."""
     arq_id = slice_job_id(job_id, uuid.uuid4().hex[:12])
     now_ms = timestamp_ms()
-    score = now_ms + int((delay - PRIORITY_HEAD_START[priority].total_seconds()) * 1000)
+    # With a `delay` (a job over its tenant's quota) the slice waits that long, then takes
+    # its turn after the work already waiting: the score is both when arq may start a job
+    # and its place in the queue, and a head start would cancel the wait (the worker would
+    # take the job straight back, over and over).
+    if delay > 0:
+        score = now_ms + int(delay * 1000)
+    else:
+        score = now_ms - int(PRIORITY_HEAD_START[priority].total_seconds() * 1000)
     payload = serialize_job(
         "run_job",
         (job_id, tenant_id),
@@ -78,6 +85,24 @@ async def enqueue_slice(
             pipe.publish(tenant_jobs_channel(announce.tenant_id), message)
         await pipe.execute()
     return arq_id
+
+
+async def work_waiting(redis: ArqRedis, *, look: int = 20) -> bool:
+    """Whether a job in the queue may start now and no worker has started it: what a
+    running slice yields to. The first `look` startable entries are checked (running jobs
+    stay in arq's queue until they end); when all of them run, more may wait behind."""
+    ready = await redis.zrangebyscore(
+        QUEUE_NAME, min=float("-inf"), max=timestamp_ms(), start=0, num=look
+    )
+    if not ready:
+        return False
+    if len(ready) >= look:
+        return True
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in ready:
+            pipe.exists(in_progress_key_prefix + name.decode())
+        running = await pipe.execute()
+    return not all(running)
 
 
 async def is_waiting(redis: ArqRedis, job_id: str) -> bool:

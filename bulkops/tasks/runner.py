@@ -25,7 +25,7 @@ from bulkops.operations.base import BatchOutcome, JobAborted, Operation
 from bulkops.selection import Selection
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
-from bulkops.services.queue import enqueue_slice, request_purge
+from bulkops.services.queue import enqueue_slice, request_purge, work_waiting
 from bulkops.services.storage import LocalStorage
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,6 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
     batch_size = settings.batch_size or op.thresholds.batch_size
     last_publish = time.monotonic()
     while True:
-        removed_files = False
         async with tenant_transaction(deps.pool, tenant_id) as conn:
             # The job row is locked first and the cursor read under that lock; a stored
             # selection's next ids come with it. One id past the batch is read ahead, so
@@ -155,9 +154,7 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
                 last = len(ids) <= batch_size
                 ids = ids[:batch_size]
                 if ids:
-                    images_before = job.counters.get("deletedImages", 0)
                     job = await _apply(conn, op, params, job, ids, settings.lease_seconds)
-                    removed_files = job.counters.get("deletedImages", 0) > images_before
                 if not job.terminal and last:
                     # The last batch finishes the job in the same transaction.
                     job = await _complete(conn, job, selection)
@@ -171,23 +168,47 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
         ):
             await publish_state(redis, job)
             last_publish = now
-        if removed_files or (job.terminal and job.counters.get("deletedImages")):
-            # Off the job's path: unlinking files is slower than deleting their rows.
-            await request_purge(redis, tenant_id, final=job.terminal)
+        if job.terminal and job.counters.get("deletedImages"):
+            # Off the job's path: unlinking files is slower than deleting their rows, and
+            # on the same cores it would slow the job's batches down. The files go once the
+            # job has ended (and, for a long job, with the sweep every minute meanwhile).
+            await request_purge(redis, tenant_id, final=True)
         if job.terminal:
             return job.status
         if settings.batch_pause_seconds:
             await asyncio.sleep(settings.batch_pause_seconds)
-        if now >= deadline or deps.draining.is_set():
-            await publish_state(redis, job)
+        if (
+            now >= deadline
+            and settings.slice_seconds > 0
+            and not deps.draining.is_set()
+            and not await _others_wait(redis)
+        ):
+            # Slices share the workers; with nothing else to run, this one goes on. (With
+            # slice_seconds 0 every batch is a slice of its own, whatever waits.)
+            deadline = now + settings.slice_seconds
+        elif now >= deadline or deps.draining.is_set():
             async with tenant_transaction(deps.pool, tenant_id) as conn:
                 await jobs_db.hold_lease(conn, job_id, None, 0)
             try:
-                await enqueue_slice(redis, job.id, tenant_id, job.priority)
+                await enqueue_slice(
+                    redis,
+                    job.id,
+                    tenant_id,
+                    job.priority,
+                    announce=job if last_publish != now else None,
+                )
             except (RedisError, OSError):
                 # Unheld and not queued: the reconciler enqueues it once Redis is back.
                 log.warning("could not re-enqueue job %s; the reconciler will", job_id)
             return "SLICED"
+
+
+async def _others_wait(redis: ArqRedis) -> bool:
+    """Whether other work waits for a worker; when Redis cannot tell, it is assumed to."""
+    try:
+        return await work_waiting(redis)
+    except (RedisError, OSError):
+        return True
 
 
 async def _apply(
