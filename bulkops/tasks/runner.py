@@ -30,6 +30,8 @@ from bulkops.services.storage import LocalStorage
 
 log = logging.getLogger(__name__)
 
+SLICES_IN_A_ROW = 10
+
 
 @dataclass(frozen=True)
 class WorkerDeps:
@@ -88,6 +90,9 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
     full; re-enqueued shortly), PAUSED, or MISSING."""
     settings = deps.settings
     deadline = time.monotonic() + settings.slice_seconds
+    # A slice runs on while nothing else waits, up to this many slices' time in one go
+    # (well inside arq's job timeout, which worker.py sets to 20 slices or more).
+    longest = time.monotonic() + settings.slice_seconds * SLICES_IN_A_ROW
     throttled = False
     async with tenant_transaction(deps.pool, tenant_id) as conn:
         try:
@@ -180,6 +185,7 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
         if (
             now >= deadline
             and settings.slice_seconds > 0
+            and now + settings.slice_seconds <= longest
             and not deps.draining.is_set()
             and not await _others_wait(redis)
         ):
