@@ -169,7 +169,9 @@ async def identifier_holders(
 # the status, {} for attributes). Attributes are merged key by key; a key given null is
 # removed. A product that would not change is not updated (nor returned). The products'
 # current values come in as arrays, so that no plan can look them up by scanning the
-# tenant's products (see refresh_statistics).
+# tenant's products (see refresh_statistics). The staged rows are read by their ids too
+# (s.id = ANY): joined on b.id alone, the planner hashes every staged row of every upload
+# for each batch, which makes a large import quadratic.
 _UPSERT = """
 INSERT INTO products AS p (sku, name, barcode, brand, category, status, price, attributes)
 SELECT s.sku, COALESCE(s.name, b.name), COALESCE(s.barcode, b.barcode),
@@ -183,7 +185,8 @@ SELECT s.sku, COALESCE(s.name, b.name), COALESCE(s.barcode, b.barcode),
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::numeric[], $8::text[])
        WITH ORDINALITY AS b(id, name, barcode, brand, category, status, price, attributes, n)
-JOIN import_rows s ON s.id = b.id AND s.tenant_id = current_tenant_id()
+JOIN import_rows s ON s.id = b.id
+WHERE s.id = ANY($1::bigint[]) AND s.tenant_id = current_tenant_id()
 ORDER BY b.n
 ON CONFLICT (tenant_id, sku) DO UPDATE SET
   name = EXCLUDED.name, barcode = EXCLUDED.barcode, brand = EXCLUDED.brand,
