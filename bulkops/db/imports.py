@@ -78,7 +78,9 @@ async def finish_staging(
     conn: asyncpg.Connection, upload_id: str, *, rows: int, unique_kinds: Sequence[str]
 ) -> None:
     """Mark the rows that clash with an earlier row of the same file (a SKU, or a unique
-    identifier value given to another SKU) and record how many rows there are."""
+    identifier value given to another SKU) and record how many rows there are. Only the
+    identifiers of `unique_kinds` are compared: none at all when it is empty (the file
+    names no unique kind), which saves reading every staged row's identifiers."""
     # Room to group a large file's SKUs and values in memory rather than on disk.
     await conn.execute("SET LOCAL work_mem = '64MB'")
     await conn.execute(
@@ -98,6 +100,19 @@ async def finish_staging(
            FROM ranked WHERE r.id = ranked.id AND ranked.row_number > ranked.first_row""",
         upload_id,
     )
+    if unique_kinds:
+        await _identifier_repeats(conn, upload_id, unique_kinds)
+    await conn.execute(
+        """UPDATE import_uploads SET row_count = $2
+           WHERE id = $1 AND tenant_id = current_tenant_id()""",
+        upload_id,
+        rows,
+    )
+
+
+async def _identifier_repeats(
+    conn: asyncpg.Connection, upload_id: str, unique_kinds: Sequence[str]
+) -> None:
     await conn.execute(
         """WITH pairs AS (
              SELECT r.id, r.row_number, r.sku, p.e->>0 AS kind, p.e->>1 AS value,
@@ -124,12 +139,6 @@ async def finish_staging(
            FROM later WHERE r.id = later.id""",
         upload_id,
         list(unique_kinds),
-    )
-    await conn.execute(
-        """UPDATE import_uploads SET row_count = $2
-           WHERE id = $1 AND tenant_id = current_tenant_id()""",
-        upload_id,
-        rows,
     )
 
 

@@ -11,13 +11,14 @@ removed right after it, a job's when it ends."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import aclosing
 from typing import BinaryIO
 
 from bulkops.db import imports as imports_db
-from bulkops.db.imports import StagedRecord
+from bulkops.db.imports import STAGED_COLUMNS, StagedRecord
 from bulkops.db.pool import tenant_transaction
 from bulkops.operations.import_columns import ImportColumns
 from bulkops.operations.update_products import UNIQUE_IDENTIFIER_KINDS
@@ -72,7 +73,8 @@ async def stage_upload(
     """Read the file and stage its rows in one transaction; raises UploadError."""
     digest, reader, columns = await asyncio.to_thread(_open, file, filename)
     upload_id = str(uuid.uuid4())
-    chunks = _chunks(reader, columns)
+    unique = _UniqueKinds()
+    chunks = _chunks(reader, columns, unique)
     async with tenant_transaction(services.pool, tenant_id) as conn:
         await imports_db.begin_staging(conn, upload_id)
         rows = 0
@@ -83,7 +85,7 @@ async def stage_upload(
         if rows == 0:
             raise UploadError("The file has no rows to import.", code="EMPTY_UPLOAD")
         await imports_db.finish_staging(
-            conn, upload_id, rows=rows, unique_kinds=sorted(UNIQUE_IDENTIFIER_KINDS)
+            conn, upload_id, rows=rows, unique_kinds=sorted(unique.seen)
         )
     return StagedRows(upload_id=upload_id, digest=digest)
 
@@ -97,5 +99,29 @@ def _open(file: BinaryIO, filename: str | None) -> tuple[str, RowReader, ImportC
     return digest, reader, ImportColumns()
 
 
-def _chunks(reader: RowReader, columns: ImportColumns) -> Iterator[list[StagedRecord]]:
-    return chunked((columns.record(item) for item in reader), CHUNK_ROWS)
+def _chunks(
+    reader: RowReader, columns: ImportColumns, unique: _UniqueKinds
+) -> Iterator[list[StagedRecord]]:
+    return chunked((unique.watch(columns.record(item)) for item in reader), CHUNK_ROWS)
+
+
+class _UniqueKinds:
+    """The unique identifier kinds (GTIN, EAN, UPC) a file's staged rows may name, so that
+    staging looks for a value given to two SKUs only among those, and not at all in a file
+    that names none (most files: a scan of every staged row's identifiers saved). A kind
+    is counted when its quoted name appears anywhere in a row's identifiers, as a value or
+    a column too: counting one too many only costs the look."""
+
+    _INDEX = STAGED_COLUMNS.index("identifiers")
+    _QUOTED = tuple((kind, json.dumps(kind)) for kind in sorted(UNIQUE_IDENTIFIER_KINDS))
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def watch(self, record: StagedRecord) -> StagedRecord:
+        identifiers = record[self._INDEX]
+        if identifiers is not None:
+            for kind, quoted in self._QUOTED:
+                if quoted in identifiers:
+                    self.seen.add(kind)
+        return record

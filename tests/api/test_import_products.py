@@ -303,6 +303,26 @@ async def test_good_rows_land_and_bad_rows_name_their_row_and_column(
     assert await leftovers(owner) == 0
 
 
+async def test_a_unique_identifier_value_on_two_rows_lands_once(
+    http: httpx.AsyncClient, owner: asyncpg.Connection, tenant: Tenant
+) -> None:
+    # A GTIN in its column and in an identifiers object (any case) is the same GTIN; an
+    # MPN is not unique, so two products may share one.
+    content = csv_file(
+        "U-1,First,4000000000017,M-1,",
+        'U-2,Second,,M-1,"{""gtin"": ""4000000000017""}"',
+        "U-3,Third,4000000000024,,",
+        header="sku,name,identifier:GTIN,identifier:MPN,identifiers",
+    )
+    result = await import_file(http, tenant, content, options={"mode": "INLINE"})
+    assert (result["succeeded"], result["failed"]) == (2, 1)
+    assert pairs(result["errors"]) == [(3, "identifiers", "IDENTIFIER_TAKEN")]
+    assert "GTIN 4000000000017 is given to SKU U-1 on row 2" in result["errors"][0]["message"]
+    state = await catalog(owner, tenant)
+    assert [p[0] for p in state["products"]] == ["U-1", "U-3"]
+    assert await leftovers(owner) == 0
+
+
 async def test_jsonl_lines_that_are_not_objects_are_row_errors(
     http: httpx.AsyncClient, owner: asyncpg.Connection, tenant: Tenant
 ) -> None:
