@@ -77,13 +77,20 @@ async def retry_job(
     """A new job, linked to this one as its parent, over the items that failed
     (FAILED_ITEMS) or over the whole original selection (ALL). A matchProducts job's
     rows are staged again for the child, whose results are its own; an import's rows are
-    gone once it ends (NOT_RETRYABLE)."""
+    gone once it ends, and an export's file is written once (both NOT_RETRYABLE)."""
     async with tenant_transaction(pool, tenant_id) as conn:
         job = await _locked(conn, job_id)
         if not job.terminal:
             raise InputError(
                 f"The job is still {job.status}; retry it once it has ended.",
                 code="JOB_NOT_FINISHED",
+                field=["id"],
+            )
+        if job.operation == "exportProducts":
+            raise InputError(
+                "An export is not retried: its file is written once. Call exportProducts "
+                "again for a new file.",
+                code="NOT_RETRYABLE",
                 field=["id"],
             )
         selection = await jobs_db.raw_selection(conn, job_id)

@@ -18,8 +18,6 @@ from bulkops.services import export_jobs
 from bulkops.services.signing import signature, signing_key
 from bulkops.services.storage import LocalStorage, purge_deleted_files, using_storage
 from bulkops.tasks.housekeeping import remove_expired
-from tests.api.queries import JOB
-from tests.api.test_durable_jobs import Runner
 from tests.api.test_export import (
     TRICKY_NAME,
     as_csv_expects,
@@ -28,7 +26,7 @@ from tests.api.test_export import (
     parse_csv,
     parse_jsonl,
 )
-from tests.support import GraphQLClient, Tenant, make_dataset, make_products, run_worker
+from tests.support import GraphQLClient, Runner, Tenant, make_dataset, make_products, run_worker
 
 RESULT_FILE = "resultFile { url expiresAt rows bytes format }"
 EXPORT = f"""
@@ -381,7 +379,7 @@ async def test_an_idempotency_key_replays_the_first_export(
     assert await owner.fetchval("SELECT count(*) FROM export_files") == 2
 
 
-async def test_a_retried_export_job_leaves_the_written_file_as_it_is(
+async def test_an_export_job_is_not_retried_and_its_file_stays_as_it_is(
     gql: GraphQLClient,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
@@ -395,15 +393,15 @@ async def test_a_retried_export_job_leaves_the_written_file_as_it_is(
     file = (await gql(JOB_FILE, {"id": job_id}))["job"]["resultFile"]
     retried = await gql(
         """mutation($id: ID!) { retryJob(id: $id, scope: ALL) {
-             __typename ... on JobQueued { job { id } } } }""",
+             __typename ... on Rejected { code field } } }""",
         {"id": job_id},
     )
-    child = retried["retryJob"]["job"]["id"]
-    await run_worker(settings)
-
-    failed = (await gql(JOB, {"id": child}))["job"]
-    assert failed["status"] == "FAILED"
-    assert [e["code"] for e in failed["recentErrors"]] == ["EXPORT_ALREADY_WRITTEN"]
+    assert retried["retryJob"] == {
+        "__typename": "Rejected",
+        "code": "NOT_RETRYABLE",
+        "field": ["id"],
+    }
+    assert await owner.fetchval("SELECT count(*) FROM jobs") == 1
     assert (await gql(JOB_FILE, {"id": job_id}))["job"]["resultFile"] == file
     async with Runner(settings) as runner:
         await remove_expired(runner.deps)
