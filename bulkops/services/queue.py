@@ -105,17 +105,29 @@ async def work_waiting(redis: ArqRedis, *, look: int = 20) -> bool:
     return not all(running)
 
 
-async def is_waiting(redis: ArqRedis, job_id: str) -> bool:
-    """Whether a slice of the job waits in the queue, not yet started by any worker."""
-    arq_id = await redis.get(queued_marker(job_id))
-    if arq_id is None:
-        return False
-    name = arq_id.decode() if isinstance(arq_id, bytes) else str(arq_id)
+async def waiting_among(redis: ArqRedis, job_ids: list[str]) -> set[str]:
+    """Those of `job_ids` whose slice waits in the queue, not yet started by any worker,
+    in two round trips whatever their number."""
+    if not job_ids:
+        return set()
+    markers = await redis.mget([queued_marker(j) for j in job_ids])
+    named = [
+        (job_id, m.decode() if isinstance(m, bytes) else str(m))
+        for job_id, m in zip(job_ids, markers, strict=True)
+        if m is not None
+    ]
+    if not named:
+        return set()
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.exists(job_key_prefix + name)
-        pipe.exists(in_progress_key_prefix + name)
-        queued, running = await pipe.execute()
-    return bool(queued) and not running
+        for _, name in named:
+            pipe.exists(job_key_prefix + name)
+            pipe.exists(in_progress_key_prefix + name)
+        found = await pipe.execute()
+    return {
+        job_id
+        for (job_id, _), queued, running in zip(named, found[0::2], found[1::2], strict=True)
+        if queued and not running
+    }
 
 
 async def request_purge(redis: ArqRedis, tenant_id: str, *, final: bool = False) -> None:

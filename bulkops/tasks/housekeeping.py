@@ -10,7 +10,7 @@ from arq.connections import ArqRedis
 
 from bulkops.db import export_files as export_files_db
 from bulkops.db import imports as imports_db
-from bulkops.services.queue import enqueue_slice, is_waiting, request_purge
+from bulkops.services.queue import enqueue_slice, request_purge, waiting_among
 from bulkops.services.storage import purge_deleted_files
 from bulkops.tasks.runner import WorkerDeps
 
@@ -26,10 +26,12 @@ async def reconcile(deps: WorkerDeps, redis: ArqRedis) -> int:
             "SELECT id, tenant_id, priority FROM unheld_jobs($1, 1000)",
             timedelta(seconds=deps.settings.lease_seconds),
         )
+    # A backlog of queued jobs is unheld too: ask Redis about all of them at once.
+    waiting = await waiting_among(redis, [str(row["id"]) for row in rows])
     revived = 0
     for row in rows:
         job_id = str(row["id"])
-        if await is_waiting(redis, job_id):
+        if job_id in waiting:
             continue
         await enqueue_slice(redis, job_id, str(row["tenant_id"]), row["priority"])
         revived += 1
