@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     idempotency_hours: float = 24.0
     publish_interval: float = 0.2
     subscription_recheck_seconds: float = 5.0
-    worker_max_jobs: int = 4
+    # Slices one worker process runs at once. A small job spends most of its time waiting
+    # on Postgres and Redis round trips, so a few dozen overlap well on one process.
+    worker_max_jobs: int = 12
     # How often an idle worker asks the queue for work (arq polls): a new job waits on
     # average half of it before a worker takes it.
     worker_poll_delay: float = 0.02
