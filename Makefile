@@ -32,6 +32,8 @@ test-all: install browser
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_import_cycles.py
 
 fmt: install
 	$(BIN)/ruff format .
@@ -41,7 +43,7 @@ typecheck: install
 	$(BIN)/mypy
 
 schema: install
-	$(BIN)/python -c "from bulkops.schema import schema_sdl; open('schema.graphql', 'w').write(schema_sdl())"
+	$(BIN)/python -c "from bulkops.graphql.schema import schema_sdl; open('schema.graphql', 'w').write(schema_sdl())"
 
 check: lint typecheck test
 

@@ -2,7 +2,7 @@
 fresh copy of it (and of its stored files) for every run that changes it.
 
 The catalog is BENCHMARKS.md's: `plan.products` products of the tenant `bench` (seeded by
-bulkops.seed: each with an image row and an identifier, a third in "Featured", a tenth in
+bulkops.dev.seed: each with an image row and an identifier, a third in "Featured", a tenth in
 "Clearance"), and half of them in a dataset "Half" besides. W9's twenty small tenants have
 `plan.tenant_products` products each.
 
@@ -30,9 +30,9 @@ from bench.plan import Plan
 from bulkops.db.migrate import apply_migrations
 from bulkops.db.pool import APP_ROLE
 from bulkops.db.tenants import insert_token
-from bulkops.seed import print_progress, seed_products
+from bulkops.dev.seed import print_progress, seed_products
 from bulkops.services.auth import hash_token, new_token
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 
 WORK_DB = "bulkops_bench"
 TEMPLATE_DB = "bulkops_bench_seeded"

@@ -42,15 +42,15 @@ import asyncpg
 import httpx
 import uvicorn
 
-from bulkops.app import create_app
 from bulkops.config import Settings
 from bulkops.db.migrate import apply_migrations
 from bulkops.db.tenants import ensure_tenant, insert_token
-from bulkops.embedded import ensure_servers
-from bulkops.seed import print_progress, seed_products
+from bulkops.dev.embedded import ensure_servers
+from bulkops.dev.seed import print_progress, seed_products
 from bulkops.services.auth import hash_token, new_token
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 from bulkops.tasks.worker import build_worker
+from bulkops.web.app import create_app
 
 DB = "bulkops_match_bench"
 TENANT = "bench"

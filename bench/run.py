@@ -27,7 +27,7 @@ from bench.plan import FULL, QUICK, Plan
 from bench.results import Result, report, table, write_json
 from bench.stack import raise_open_files_limit
 from bench.workloads import WORKLOADS
-from bulkops.embedded import ensure_servers
+from bulkops.dev.embedded import ensure_servers
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -16,10 +16,10 @@ import asyncpg
 from bulkops.config import Settings
 from bulkops.db.migrate import apply_migrations
 from bulkops.db.tenants import ensure_tenant, insert_token
-from bulkops.embedded import EmbeddedServers, ensure_servers
-from bulkops.seed import print_progress, progress_bar, seed_products
+from bulkops.dev.embedded import EmbeddedServers, ensure_servers
+from bulkops.dev.seed import print_progress, progress_bar, seed_products
 from bulkops.services.auth import Authenticator, hash_token, new_token
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 
 log = logging.getLogger("bulkops")
 DEMO_TENANT = "demo"
@@ -95,7 +95,7 @@ WEBSOCKETS: dict[str, Any] = {"ws_per_message_deflate": False}
 def serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    from bulkops.app import create_app
+    from bulkops.web.app import create_app
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **WEBSOCKETS)
 
@@ -128,8 +128,8 @@ async def _demo_token(settings: Settings) -> str:
 async def _dev(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    from bulkops.app import create_app
     from bulkops.tasks.worker import build_worker
+    from bulkops.web.app import create_app
 
     await migrate(settings)
     token = await _demo_token(settings)

@@ -19,11 +19,11 @@ import pytest
 import redis.asyncio as aioredis
 import uvicorn
 
-from bulkops.app import create_app
 from bulkops.config import Settings
 from bulkops.db.migrate import apply_migrations
-from bulkops.embedded import EmbeddedServers, ensure_servers
-from bulkops.services.storage import LocalStorage
+from bulkops.dev.embedded import EmbeddedServers, ensure_servers
+from bulkops.storage import LocalStorage
+from bulkops.web.app import create_app
 from tests.support import GraphQLClient, Tenant, make_tenant
 
 ROOT = Path(__file__).resolve().parent.parent

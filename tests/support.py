@@ -17,7 +17,7 @@ from bulkops.config import Settings
 from bulkops.db.pool import create_pool
 from bulkops.db.tenants import ensure_tenant, insert_token
 from bulkops.services.auth import hash_token, new_token
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 from bulkops.tasks.runner import WorkerDeps, run_slice
 from bulkops.tasks.worker import build_worker
 

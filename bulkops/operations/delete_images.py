@@ -16,7 +16,7 @@ from bulkops.errors import NotFoundError
 from bulkops.models import ProductRow
 from bulkops.operations.base import BatchOutcome, NoParams, Operation, Thresholds
 from bulkops.selection import Selection
-from bulkops.services.storage import LocalStorage, active_storage
+from bulkops.storage import LocalStorage, active_storage
 
 
 class DeleteImages(Operation[NoParams]):

@@ -4,7 +4,7 @@ The file is written batch by batch in id order, each batch one `COPY ... TO STDO
 appended to it. Its row (db/export_files.py) records the size that committed batches
 wrote, in the batch's own transaction: a batch re-run after a crash first cuts the file
 back to that size, so every row is in the file exactly once. The file and its row are
-made (with the CSV header) when the request is accepted; see services/export_jobs.py."""
+made (with the CSV header) when the request is accepted; see services/export_files.py."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from bulkops.db.export_files import lock_file, record_batch
 from bulkops.errors import NotFoundError
 from bulkops.operations.base import BatchOutcome, JobAborted, Operation, Thresholds
 from bulkops.selection import Selection
-from bulkops.services.storage import active_storage
+from bulkops.storage import active_storage
 
 
 class ExportParams(BaseModel):

@@ -20,8 +20,9 @@ from bulkops.operations import get_operation
 from bulkops.operations.base import BatchOutcome, JobAborted, Operation
 from bulkops.selection import Selection
 from bulkops.services import idempotency
+from bulkops.services.files import purge_deleted_files
 from bulkops.services.queue import enqueue_slice
-from bulkops.services.storage import LocalStorage, purge_deleted_files, using_storage
+from bulkops.storage import LocalStorage, using_storage
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from arq.connections import ArqRedis
 
 from bulkops.db import export_files as export_files_db
 from bulkops.db import imports as imports_db
+from bulkops.services.files import purge_deleted_files
 from bulkops.services.queue import enqueue_slice, request_purge, waiting_among
-from bulkops.services.storage import purge_deleted_files
 from bulkops.tasks.runner import WorkerDeps
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from bulkops.selection import Selection
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice, request_purge, work_waiting
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from bulkops.db.pool import create_pool, tenant_transaction
 from bulkops.models import ItemFailure
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
-from bulkops.services.storage import LocalStorage, using_storage
+from bulkops.storage import LocalStorage, using_storage
 from bulkops.tasks.housekeeping import (
     cleanup_task,
     purge_files_task,

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from bulkops.config import Settings
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 from tests.api.queries import ADD_TO_DATASET, CANCEL, DELETE, REMOVE_FROM_DATASET, SET_STATUS
 from tests.support import GraphQLClient, Tenant, make_dataset, make_products, run_worker
 

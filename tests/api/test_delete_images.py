@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from bulkops.config import Settings
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 from tests.api.queries import JOB, SUMMARY_FIELDS
 from tests.support import (
     GraphQLClient,

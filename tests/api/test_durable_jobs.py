@@ -9,7 +9,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from bulkops.config import Settings
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 from bulkops.tasks.housekeeping import reconcile, remove_expired, sweep_files
 from tests.api.queries import DELETE, JOB, SET_STATUS
 from tests.support import GraphQLClient, Runner, Tenant, make_products, run_worker

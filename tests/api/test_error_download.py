@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 
 from bulkops.config import Settings
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 from tests.api.queries import SET_STATUS
 from tests.api.test_import_products import BACKGROUND, HEADER, import_file
 from tests.support import GraphQLClient, Tenant, make_products, run_worker

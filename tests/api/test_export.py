@@ -23,9 +23,9 @@ from bulkops.config import Settings
 from bulkops.db.export import EXPORT_COLUMNS, ExportFormat
 from bulkops.db.pool import create_pool
 from bulkops.selection import ProductFilter
-from bulkops.services import export as export_service
-from bulkops.services.export import ExportStream
-from bulkops.services.storage import LocalStorage
+from bulkops.services import catalog_download as export_service
+from bulkops.services.catalog_download import catalog_stream
+from bulkops.storage import LocalStorage
 from tests.support import Tenant, make_dataset, make_products
 
 TRICKY_NAME = 'Comma, "quoted"\nsecond line\r\nback\\slash \\n é 日本 😀 \x01'
@@ -500,7 +500,7 @@ async def test_closing_an_export_at_any_moment_returns_a_clean_connection(
     pool = await create_pool(settings.database_url, min_size=1, max_size=1)
     try:
         for turns in [0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144] * 2:
-            stream = ExportStream(pool, tenant.id, ProductFilter(), fmt)
+            stream = catalog_stream(pool, tenant.id, ProductFilter(), fmt)
             chunks = stream.chunks()
             reader = asyncio.create_task(drain(chunks))
             for _ in range(turns):

@@ -14,9 +14,10 @@ import httpx
 from bulkops.config import Settings
 from bulkops.db.pool import tenant_transaction
 from bulkops.operations import get_operation
-from bulkops.services import export_jobs
+from bulkops.services import export_files
+from bulkops.services.files import purge_deleted_files
 from bulkops.services.signing import signature, signing_key
-from bulkops.services.storage import LocalStorage, purge_deleted_files, using_storage
+from bulkops.storage import LocalStorage, using_storage
 from bulkops.tasks.housekeeping import remove_expired
 from tests.api.test_export import (
     TRICKY_NAME,
@@ -230,7 +231,7 @@ async def test_links_are_refused_when_tampered_with_expired_or_removed(
 
     # A valid link to a file that is gone.
     file_id = parts.path.rsplit("/", 1)[1].split(".")[0]
-    storage.delete_many([export_jobs.storage_key(tenant.id, file_id, "csv")])
+    storage.delete_many([export_files.storage_key(tenant.id, file_id, "csv")])
     assert (await http.get(local(file["url"]))).status_code == 404
 
 
@@ -292,7 +293,7 @@ async def test_a_batch_appended_but_not_committed_is_not_in_the_file_twice(
                 raise _Died
         except _Died:
             pass
-        key = export_jobs.storage_key(tenant.id, params.file_id, "jsonl")
+        key = export_files.storage_key(tenant.id, params.file_id, "jsonl")
         recorded = await owner.fetchval("SELECT bytes FROM export_files")
         assert storage.path(key).stat().st_size > recorded
         # The batch re-runs with a product fewer, writing less than the lost append did.

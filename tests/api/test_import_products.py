@@ -16,8 +16,8 @@ import httpx
 import pytest
 import uvicorn
 
-from bulkops.app import create_app
 from bulkops.config import Settings
+from bulkops.web.app import create_app
 from tests.support import GraphQLClient, Tenant, make_tenant, run_worker
 
 IMPORT = """

@@ -10,7 +10,7 @@ import pytest
 import websockets
 
 from bulkops.config import Settings
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 from tests.api.queries import CANCEL, DELETE, JOB, JOB_SUBSCRIPTION, SET_STATUS
 from tests.support import GraphQLClient, Subscription, Tenant, make_dataset, make_products
 

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from bulkops.config import Settings
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 from tests.api.queries import CANCEL, DELETE, JOB, JOB_SUBSCRIPTION, SET_STATUS
 from tests.support import (
     GraphQLClient,

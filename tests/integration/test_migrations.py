@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from bulkops.db.migrate import apply_migrations, load_migrations
-from bulkops.embedded import EmbeddedServers
+from bulkops.dev.embedded import EmbeddedServers
 from tests.conftest import with_database
 
 EMPTY = f"bulkops_test_{os.getpid()}_empty"

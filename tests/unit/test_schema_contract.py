@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bulkops.schema import schema_sdl
+from bulkops.graphql.schema import schema_sdl
 
 ROOT = Path(__file__).resolve().parents[2]
 

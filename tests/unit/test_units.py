@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from bulkops.errors import InputError
+from bulkops.graphql.paging import decode_cursor
+from bulkops.graphql.types.common import encode_cursor
 from bulkops.models import JobState
-from bulkops.resolvers.paging import decode_cursor
-from bulkops.schema.types import encode_cursor
 from bulkops.selection import ProductFilter, build_selection
-from bulkops.services.storage import LocalStorage
+from bulkops.storage import LocalStorage
 
 
 def test_ids_are_deduplicated_and_sorted() -> None:

@@ -1,0 +1,64 @@
+"""The GraphQL schema: types, inputs and roots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter
+
+from bulkops.graphql.execution import CachedDocuments, DocumentCache, ExecutionContext
+from bulkops.graphql.roots import Mutation, Query, Subscription
+from bulkops.graphql.types.results import (
+    AddProductsToDatasetSummary,
+    DeleteImagesSummary,
+    DeleteProductsSummary,
+    ImportProductsSummary,
+    MatchProductsSummary,
+    RemoveProductsFromDatasetSummary,
+    SetProductStatusSummary,
+    UpdateProductsSummary,
+)
+
+
+# Errors that carry a code were raised on purpose and say nothing internal.
+def _should_mask(error: GraphQLError) -> bool:
+    if error.original_error is None:
+        return False
+    extensions = getattr(error.original_error, "extensions", None) or error.extensions or {}
+    return "code" not in extensions
+
+
+def build_schema(*, dev: bool = False, max_depth: int = 12, max_aliases: int = 30) -> Any:
+    # Factories, so each request gets fresh extension instances.
+    documents = DocumentCache()
+    extensions: list[Any] = [
+        lambda: CachedDocuments(documents),
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+    ]
+    if not dev:
+        extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        types=[
+            DeleteProductsSummary,
+            SetProductStatusSummary,
+            AddProductsToDatasetSummary,
+            RemoveProductsFromDatasetSummary,
+            UpdateProductsSummary,
+            DeleteImagesSummary,
+            MatchProductsSummary,
+            ImportProductsSummary,
+        ],
+        extensions=extensions,
+        execution_context_class=ExecutionContext,
+    )
+
+
+def schema_sdl() -> str:
+    """The SDL committed as schema.graphql."""
+    return str(build_schema(dev=True).as_str()) + "\n"

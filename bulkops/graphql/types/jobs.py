@@ -1,0 +1,196 @@
+"""Jobs, their item errors, and the operations they run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+import strawberry
+from strawberry.scalars import JSON
+
+from bulkops.db import jobs as jobs_db
+from bulkops.db.pool import tenant_transaction
+from bulkops.graphql.enums import JobStatus, Priority
+from bulkops.graphql.paging import int_cursor, page_size
+from bulkops.graphql.types.common import Info, PageInfo, encode_cursor
+from bulkops.graphql.types.export_files import ResultFile, result_file
+from bulkops.graphql.types.matching import MatchRowConnection, job_match_results
+from bulkops.models import ItemFailure, JobState
+
+
+@strawberry.type
+class ItemError:
+    item_id: strawberry.ID | None
+    row: int | None
+    code: str
+    message: str
+    column: str | None = strawberry.field(
+        default=None,
+        description="For a row of an uploaded file: the column the error is in, when it "
+        "is one column.",
+    )
+
+    @classmethod
+    def from_failure(cls, failure: ItemFailure) -> ItemError:
+        return cls(
+            item_id=strawberry.ID(str(failure.item_id)) if failure.item_id is not None else None,
+            row=failure.row,
+            code=failure.code,
+            message=failure.message,
+            column=failure.column,
+        )
+
+
+@strawberry.type
+class ItemErrorEdge:
+    cursor: str
+    node: ItemError
+
+
+@strawberry.type
+class ItemErrorConnection:
+    edges: list[ItemErrorEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class Job:
+    id: strawberry.ID
+    operation: str
+    status: JobStatus
+    version: int
+    priority: Priority
+    total: int
+    processed: int
+    succeeded: int
+    failed: int
+    skipped: int
+    progress: float
+    current_step: str | None
+    items_per_second: float | None
+    eta_seconds: float | None
+    recent_errors: list[ItemError]
+    result: JSON | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    parent_id: strawberry.Private[str | None]
+    file_id: strawberry.Private[str | None] = None
+
+    @classmethod
+    def from_state(cls, state: JobState) -> Job:
+        return cls(
+            id=strawberry.ID(state.id),
+            operation=state.operation,
+            status=JobStatus(state.status),
+            version=state.version,
+            priority=Priority(state.priority),
+            total=state.total,
+            processed=state.processed,
+            succeeded=state.succeeded,
+            failed=state.failed,
+            skipped=state.skipped,
+            progress=state.progress,
+            current_step=state.current_step,
+            items_per_second=state.items_per_second,
+            eta_seconds=state.eta_seconds,
+            recent_errors=[ItemError.from_failure(e) for e in state.recent_errors],
+            result=cast(JSON | None, state.result),
+            created_at=state.created_at,
+            started_at=state.started_at,
+            finished_at=state.finished_at,
+            parent_id=state.parent_id,
+            file_id=state.params.get("file_id") if state.operation == "exportProducts" else None,
+        )
+
+    @strawberry.field
+    async def errors(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> ItemErrorConnection:
+        return await job_errors(info, str(self.id), first=first, after=after)
+
+    @strawberry.field(
+        description="1 for the tenant's next job to start, and so on; null unless QUEUED."
+    )
+    async def queue_position(self, info: Info) -> int | None:
+        if self.status is not JobStatus.QUEUED:
+            return None
+        async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
+            return await jobs_db.queue_position(conn, str(self.id))
+
+    @strawberry.field(
+        description="A matchProducts job's rows and what each matched, in row order "
+        "(rows processed so far while it runs); null for other operations. `matched` "
+        "keeps matched (true) or other (false) rows; `matchedBy` one rule's matches."
+    )
+    async def match_results(
+        self,
+        info: Info,
+        first: int | None = 50,
+        after: str | None = None,
+        matched: bool | None = None,
+        matched_by: str | None = None,
+    ) -> MatchRowConnection | None:
+        if self.operation != "matchProducts":
+            return None
+        return await job_match_results(
+            info, str(self.id), first=first, after=after, matched=matched, matched_by=matched_by
+        )
+
+    @strawberry.field(
+        description="An exportProducts job's file, once it has SUCCEEDED and until its "
+        "link expires; null otherwise and for other operations."
+    )
+    async def result_file(self, info: Info) -> ResultFile | None:
+        if self.file_id is None or self.status not in (JobStatus.SUCCEEDED, JobStatus.PARTIAL):
+            return None
+        return await result_file(info, self.file_id)
+
+    @strawberry.field
+    async def parent(self, info: Info) -> Job | None:
+        if self.parent_id is None:
+            return None
+        state = await info.context.loaders.jobs.load(self.parent_id)
+        return Job.from_state(state) if state else None
+
+
+@strawberry.type
+class JobEdge:
+    cursor: str
+    node: Job
+
+
+@strawberry.type
+class JobConnection:
+    edges: list[JobEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class OperationInfo:
+    name: str
+    description: str
+    inline_threshold: int
+    inline_limit: int
+    batch_size: int
+
+
+async def job_errors(
+    info: Info, job_id: str, *, first: int | None, after: str | None
+) -> ItemErrorConnection:
+    size = page_size(first)
+    start = int_cursor(after, "error")
+    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
+        rows = await jobs_db.list_errors(conn, job_id, after=start, limit=size + 1)
+        total = await jobs_db.count_errors(conn, job_id)
+    edges = [
+        ItemErrorEdge(cursor=encode_cursor("error", row_id), node=ItemError.from_failure(f))
+        for row_id, f in rows[:size]
+    ]
+    return ItemErrorConnection(
+        edges=edges,
+        page_info=PageInfo.of(edges, has_next=len(rows) > size, has_previous=start > 0),
+        total_count=total,
+    )

@@ -1,0 +1,89 @@
+"""The Starlette application: what the lifespan opens, and the routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from arq import create_pool as create_redis_pool
+from arq.connections import RedisSettings
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+
+from bulkops.config import Settings
+from bulkops.db.pool import create_pool
+from bulkops.graphql.schema import build_schema
+from bulkops.services.auth import Authenticator
+from bulkops.services.progress import Broker
+from bulkops.storage import LocalStorage
+from bulkops.web.graphql_view import STATIC_DIR, BulkopsGraphQL, GraphQLEndpoint
+from bulkops.web.routes import (
+    catalog_download,
+    export_files,
+    health,
+    images,
+    job_errors,
+    match_results,
+)
+from bulkops.web.state import AppState
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app. Postgres and Redis are opened in the lifespan, from `settings`."""
+    assert settings.database_url and settings.redis_url, "database and redis URLs are needed"
+    view = BulkopsGraphQL(
+        build_schema(
+            dev=settings.dev,
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+        ),
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        connection_init_wait_timeout=timedelta(seconds=30),
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        allowed_origins=settings.allowed_origins,
+        multipart_uploads_enabled=True,
+    )
+    endpoint = GraphQLEndpoint(view, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
+        assert settings.database_url and settings.redis_url
+        pool = await create_pool(
+            settings.database_url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+        )
+        redis = await create_redis_pool(RedisSettings.from_dsn(settings.redis_url))
+        broker = Broker(redis)
+        await broker.start()
+        try:
+            yield AppState(
+                settings=settings,
+                pool=pool,
+                redis=redis,
+                broker=broker,
+                authenticator=Authenticator(pool),
+                storage=LocalStorage(settings.resolved_storage_dir),
+            )
+        finally:
+            await view.streams.close()
+            await broker.stop()
+            await redis.aclose()
+            await pool.close()
+
+    routes = [
+        Route("/graphql", endpoint, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", endpoint),
+        *health.routes(),
+        *images.routes(),
+        # Half the pool at most, so that downloads never starve /graphql of connections.
+        *catalog_download.routes(limit=settings.pool_max_size // 2),
+        *match_results.routes(),
+        *export_files.routes(),
+        *job_errors.routes(limit=settings.pool_max_size // 4),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

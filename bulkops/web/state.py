@@ -1,0 +1,12 @@
+"""What the app's lifespan opens once and every request shares."""
+
+from __future__ import annotations
+
+from bulkops.graphql.context import GraphQLState
+from bulkops.services.auth import Authenticator
+
+
+class AppState(GraphQLState):
+    """The resolvers' state, and what only the HTTP side uses."""
+
+    authenticator: Authenticator
