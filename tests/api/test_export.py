@@ -23,7 +23,7 @@ from bulkops.config import Settings
 from bulkops.db.export import EXPORT_COLUMNS, ExportFormat
 from bulkops.db.pool import create_pool
 from bulkops.selection import ProductFilter
-from bulkops.services import catalog_download as export_service
+from bulkops.services import copy_stream
 from bulkops.services.catalog_download import catalog_stream
 from bulkops.storage import LocalStorage
 from tests.support import Tenant, make_dataset, make_products
@@ -458,7 +458,7 @@ async def test_a_client_that_stops_reading_has_its_export_stopped(
     server_log: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(export_service, "STALL_SECONDS", 0.5)
+    monkeypatch.setattr(copy_stream, "STALL_SECONDS", 0.5)
     await make_big_catalog(owner, storage, tenant)
     async with (
         httpx.AsyncClient(base_url=server, timeout=30) as client,
