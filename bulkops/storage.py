@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 
 
@@ -46,25 +43,3 @@ class LocalStorage:
             except FileNotFoundError:
                 pass
         return existed
-
-
-_active_storage: ContextVar[LocalStorage | None] = ContextVar("bulkops_storage", default=None)
-
-
-@contextmanager
-def using_storage(storage: LocalStorage) -> Iterator[None]:
-    """Make `storage` the one that batch steps run inside this block see (a batch step that
-    deletes images checks which of their files still exist before queueing them)."""
-    token = _active_storage.set(storage)
-    try:
-        yield
-    finally:
-        _active_storage.reset(token)
-
-
-def active_storage() -> LocalStorage:
-    """The storage bound by the enclosing `using_storage`."""
-    storage = _active_storage.get()
-    if storage is None:
-        raise RuntimeError("no storage bound: run batch steps inside using_storage()")
-    return storage

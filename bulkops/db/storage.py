@@ -22,3 +22,11 @@ async def delete_file_deletions(conn: asyncpg.Connection, ids: list[int]) -> Non
            WHERE id = ANY($1::bigint[]) AND tenant_id = current_tenant_id()""",
         ids,
     )
+
+
+async def has_file_deletions(conn: asyncpg.Connection) -> bool:
+    """Whether stored files of the tenant wait to be removed (a run deleted some)."""
+    pending: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM file_deletions WHERE tenant_id = current_tenant_id())"
+    )
+    return pending

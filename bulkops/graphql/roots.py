@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import strawberry
 from strawberry.file_uploads import Upload
@@ -22,19 +23,12 @@ from bulkops.graphql.types.catalog import Dataset, DatasetConnection, Product, P
 from bulkops.graphql.types.common import Info
 from bulkops.graphql.types.jobs import Job, JobConnection, OperationInfo
 from bulkops.graphql.types.results import (
-    AddProductsToDatasetResult,
     CreateDatasetResult,
-    DeleteImagesResult,
-    DeleteProductsResult,
-    ExportProductsResult,
-    ImportProductsResult,
     JobActionResult,
-    MatchProductsResult,
-    RemoveProductsFromDatasetResult,
     RetryJobResult,
-    SetProductStatusResult,
-    UpdateProductsResult,
+    result_type,
 )
+from bulkops.operations import get_operation
 
 
 @strawberry.type
@@ -85,92 +79,85 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation
+    @strawberry.mutation(graphql_type=result_type(get_operation("deleteProducts")))
     async def delete_products(
         self, info: Info, selection: ProductSelection, options: BulkOptions | None = None
-    ) -> DeleteProductsResult:
-        result: DeleteProductsResult = await bulk.run_bulk(
-            info, "deleteProducts", selection, options
-        )
-        return result
+    ) -> Any:
+        return await bulk.run_bulk(info, "deleteProducts", selection, options)
 
-    @strawberry.mutation
+    @strawberry.mutation(graphql_type=result_type(get_operation("setProductStatus")))
     async def set_product_status(
         self,
         info: Info,
         selection: ProductSelection,
         status: ProductStatus,
         options: BulkOptions | None = None,
-    ) -> SetProductStatusResult:
-        result: SetProductStatusResult = await bulk.run_bulk(
+    ) -> Any:
+        return await bulk.run_bulk(
             info, "setProductStatus", selection, options, params={"status": status.value}
         )
-        return result
 
-    @strawberry.mutation
+    @strawberry.mutation(graphql_type=result_type(get_operation("addProductsToDataset")))
     async def add_products_to_dataset(
         self,
         info: Info,
         dataset_id: strawberry.ID,
         selection: ProductSelection,
         options: BulkOptions | None = None,
-    ) -> AddProductsToDatasetResult:
-        result: AddProductsToDatasetResult = await bulk.run_bulk(
+    ) -> Any:
+        return await bulk.run_bulk(
             info, "addProductsToDataset", selection, options, param_ids={"dataset_id": dataset_id}
         )
-        return result
 
-    @strawberry.mutation
+    @strawberry.mutation(graphql_type=result_type(get_operation("removeProductsFromDataset")))
     async def remove_products_from_dataset(
         self,
         info: Info,
         dataset_id: strawberry.ID,
         selection: ProductSelection,
         options: BulkOptions | None = None,
-    ) -> RemoveProductsFromDatasetResult:
-        result: RemoveProductsFromDatasetResult = await bulk.run_bulk(
+    ) -> Any:
+        return await bulk.run_bulk(
             info,
             "removeProductsFromDataset",
             selection,
             options,
             param_ids={"dataset_id": dataset_id},
         )
-        return result
 
-    @strawberry.mutation
+    @strawberry.mutation(graphql_type=result_type(get_operation("updateProducts")))
     async def update_products(
         self,
         info: Info,
         selection: ProductSelection,
         patch: ProductPatch,
         options: BulkOptions | None = None,
-    ) -> UpdateProductsResult:
-        result: UpdateProductsResult = await bulk.update_products(info, selection, patch, options)
-        return result
+    ) -> Any:
+        return await bulk.update_products(info, selection, patch, options)
 
-    @strawberry.mutation
+    @strawberry.mutation(graphql_type=result_type(get_operation("deleteImages")))
     async def delete_images(
         self, info: Info, selection: ImageSelection, options: BulkOptions | None = None
-    ) -> DeleteImagesResult:
-        result: DeleteImagesResult = await bulk.delete_images(info, selection, options)
-        return result
+    ) -> Any:
+        return await bulk.delete_images(info, selection, options)
 
     @strawberry.mutation(
         description="Create or update products by SKU from an uploaded CSV (with a header) "
         "or JSONL file. Rows that cannot be imported are errors naming their row and "
-        "column; the other rows land."
+        "column; the other rows land.",
+        graphql_type=result_type(get_operation("importProducts")),
     )
     async def import_products(
         self, info: Info, upload: Upload, options: BulkOptions | None = None
-    ) -> ImportProductsResult:
-        result: ImportProductsResult = await bulk.import_products(info, upload, options)
-        return result
+    ) -> Any:
+        return await bulk.import_products(info, upload, options)
 
     @strawberry.mutation(
         description="Match rows (exactly one of rows, up to 1,000, or an uploaded CSV or "
         "JSONL file) to products: BARCODE, IDENTIFIER, SKU, NAME_BRAND, then FUZZY_NAME "
         "(a name at least fuzzyThreshold similar, same brand). addToDatasetId adds the "
-        "matched products to that dataset."
+        "matched products to that dataset.",
+        graphql_type=result_type(get_operation("matchProducts")),
     )
     async def match_products(
         self,
@@ -180,17 +167,17 @@ class Mutation:
         options: BulkOptions | None = None,
         add_to_dataset_id: strawberry.ID | None = None,
         fuzzy_threshold: float = 0.6,
-    ) -> MatchProductsResult:
-        result: MatchProductsResult = await matching.match_products(
+    ) -> Any:
+        return await matching.match_products(
             info, rows, upload, options, add_to_dataset_id, fuzzy_threshold
         )
-        return result
 
     @strawberry.mutation(
         description="Write the products the filter selects (all without one) to a CSV or "
         "JSONL file, in id order. Small selections are written inline "
         "(ExportProductsSummary), others by a job; either way the file comes as resultFile, "
-        "a signed link that expires (24 hours by default)."
+        "a signed link that expires (24 hours by default).",
+        graphql_type=result_type(get_operation("exportProducts")),
     )
     async def export_products(
         self,
@@ -198,11 +185,8 @@ class Mutation:
         filter: ProductFilter | None = None,
         format: ExportFormat | None = ExportFormat.CSV,
         options: BulkOptions | None = None,
-    ) -> ExportProductsResult:
-        result: ExportProductsResult = await export_files.export_products(
-            info, filter, format or ExportFormat.CSV, options
-        )
-        return result
+    ) -> Any:
+        return await export_files.export_products(info, filter, format or ExportFormat.CSV, options)
 
     @strawberry.mutation
     async def create_dataset(self, info: Info, name: str) -> CreateDatasetResult:

@@ -10,16 +10,8 @@ from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimit
 
 from bulkops.graphql.execution import CachedDocuments, DocumentCache, ExecutionContext
 from bulkops.graphql.roots import Mutation, Query, Subscription
-from bulkops.graphql.types.results import (
-    AddProductsToDatasetSummary,
-    DeleteImagesSummary,
-    DeleteProductsSummary,
-    ImportProductsSummary,
-    MatchProductsSummary,
-    RemoveProductsFromDatasetSummary,
-    SetProductStatusSummary,
-    UpdateProductsSummary,
-)
+from bulkops.graphql.types.results import summary_type
+from bulkops.operations import REGISTRY
 
 
 # Errors that carry a code were raised on purpose and say nothing internal.
@@ -44,16 +36,8 @@ def build_schema(*, dev: bool = False, max_depth: int = 12, max_aliases: int = 3
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[
-            DeleteProductsSummary,
-            SetProductStatusSummary,
-            AddProductsToDatasetSummary,
-            RemoveProductsFromDatasetSummary,
-            UpdateProductsSummary,
-            DeleteImagesSummary,
-            MatchProductsSummary,
-            ImportProductsSummary,
-        ],
+        # Every operation's summary, the ones no root field names too.
+        types=[summary_type(op) for op in REGISTRY.values()],
         extensions=extensions,
         execution_context_class=ExecutionContext,
     )

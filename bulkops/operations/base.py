@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
 import asyncpg
@@ -14,6 +15,7 @@ from bulkops.db.datasets import dataset_exists
 from bulkops.errors import BulkopsError, NotFoundError
 from bulkops.models import ItemFailure, ProductRow
 from bulkops.selection import Selection
+from bulkops.storage import LocalStorage
 
 SAMPLE_SIZE = 10
 
@@ -26,6 +28,37 @@ class Thresholds:
     inline_threshold: int
     inline_limit: int
     batch_size: int
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What a batch step works with, passed to it explicitly: the connection of the
+    transaction the batch runs in (scoped to the tenant), the stored files, and the
+    tenant."""
+
+    conn: asyncpg.Connection
+    storage: LocalStorage
+    tenant_id: str
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A count an operation reports besides succeeded/failed/skipped: a field of its
+    summary (as an Int) and a key of `Job.result`."""
+
+    name: str
+    description: str | None = None
+
+
+class Retry(StrEnum):
+    """What retryJob does with a finished job of the operation."""
+
+    # A child job over the failed item ids, or over the same selection.
+    ITEMS = "ITEMS"
+    # A child job over the operation's staged input rows, copied for the child.
+    STAGED_INPUT = "STAGED_INPUT"
+    # Refused (NOT_RETRYABLE) with the operation's `not_retryable` message.
+    NEVER = "NEVER"
 
 
 @dataclass
@@ -80,8 +113,35 @@ class Operation(ABC, Generic[P]):
     description: ClassVar[str]
     thresholds: ClassVar[Thresholds]
     params_model: ClassVar[type[BaseModel]]
-    # Operation-specific counters reported in the summary, e.g. deletedImages.
-    counter_names: ClassVar[tuple[str, ...]] = ()
+    # Operation-specific counts reported in the summary and the job's result, in order.
+    counters: ClassVar[tuple[Counter, ...]] = ()
+    # The GraphQL summary type's description (what its items and counts mean).
+    summary_description: ClassVar[str | None] = None
+    # Fields of the summary beyond the counters that the API adds from the run's params:
+    # "rows" (matchProducts' per-row results), "resultFile" (the written file).
+    summary_extras: ClassVar[tuple[str, ...]] = ()
+    # Whether batches queue stored files for removal (purged once the run has ended).
+    deletes_files: ClassVar[bool] = False
+    retry: ClassVar[Retry] = Retry.ITEMS
+    # Why retryJob refuses, for `Retry.NEVER`.
+    not_retryable: ClassVar[str] = ""
+
+    @property
+    def counter_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.counters)
+
+    # Whether a dry run tries each batch in a savepoint; when not (an export would write
+    # its file), it reports every item as done and shows the first few.
+    dry_run_applies: ClassVar[bool] = True
+
+    def bind(self, raw: dict[str, Any], selection: Selection) -> dict[str, Any]:
+        """The parameters a run needs, from the request's and from its selection (a staged
+        input's id) or made fresh (an export's file id). Default: the request's."""
+        return raw
+
+    async def prepare(self, ctx: BatchContext, params: P) -> None:
+        """Make what the run writes into before it starts, in the submission's transaction
+        (an export's file). Not called for a dry run. Default: nothing."""
 
     def parse_params(self, raw: dict[str, Any]) -> P:
         return self.params_model.model_validate(raw)  # type: ignore[return-value]
@@ -131,10 +191,9 @@ class Operation(ABC, Generic[P]):
         rows); called in the transaction that ends the job. Default: nothing."""
 
     @abstractmethod
-    async def apply_batch(
-        self, conn: asyncpg.Connection, params: P, ids: list[int]
-    ) -> BatchOutcome:
-        """Change the products `ids` in one set-based step inside the caller's transaction."""
+    async def apply_batch(self, ctx: BatchContext, params: P, ids: list[int]) -> BatchOutcome:
+        """Change the items `ids` in one set-based step inside the caller's transaction
+        (`ctx.conn`)."""
 
 
 def not_found_failures(ids: list[int], found: set[int]) -> list[ItemFailure]:

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from bulkops.db.datasets import dataset_exists
 from bulkops.errors import NotFoundError
 from bulkops.operations.base import (
+    BatchContext,
     BatchOutcome,
     JobAborted,
     Operation,
@@ -38,8 +39,9 @@ class AddProductsToDataset(_DatasetOperation):
     description = "Add products to a dataset; those already in it are skipped and counted."
 
     async def apply_batch(
-        self, conn: asyncpg.Connection, params: DatasetParams, ids: list[int]
+        self, ctx: BatchContext, params: DatasetParams, ids: list[int]
     ) -> BatchOutcome:
+        conn = ctx.conn
         await self._lock_dataset(conn, params)
         row = await conn.fetchrow(
             """WITH found AS (
@@ -72,8 +74,9 @@ class RemoveProductsFromDataset(_DatasetOperation):
     description = "Remove products from a dataset; those not in it are skipped and counted."
 
     async def apply_batch(
-        self, conn: asyncpg.Connection, params: DatasetParams, ids: list[int]
+        self, ctx: BatchContext, params: DatasetParams, ids: list[int]
     ) -> BatchOutcome:
+        conn = ctx.conn
         await self._lock_dataset(conn, params)
         row = await conn.fetchrow(
             """WITH found AS (

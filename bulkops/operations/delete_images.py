@@ -14,9 +14,16 @@ from bulkops.db import images as images_db
 from bulkops.db.datasets import dataset_exists
 from bulkops.errors import NotFoundError
 from bulkops.models import ProductRow
-from bulkops.operations.base import BatchOutcome, NoParams, Operation, Thresholds
+from bulkops.operations.base import (
+    BatchContext,
+    BatchOutcome,
+    Counter,
+    NoParams,
+    Operation,
+    Thresholds,
+)
 from bulkops.selection import Selection
-from bulkops.storage import LocalStorage, active_storage
+from bulkops.storage import LocalStorage
 
 
 class DeleteImages(Operation[NoParams]):
@@ -27,7 +34,19 @@ class DeleteImages(Operation[NoParams]):
     )
     thresholds = Thresholds(inline_threshold=1000, inline_limit=10_000, batch_size=5000)
     params_model = NoParams
-    counter_names = ("deletedFiles", "missingFiles")
+    counters = (
+        Counter(
+            "deletedFiles",
+            "Stored files that existed when their batch ran; removed after it committed (or, "
+            "in a dry run, that would be).",
+        ),
+        Counter("missingFiles", "Stored files already gone when their batch ran (not an error)."),
+    )
+    summary_description = (
+        "Items are images: matched, succeeded and skipped count images; sample shows the "
+        "products that lose them."
+    )
+    deletes_files = True
 
     async def count(self, conn: asyncpg.Connection, selection: Selection) -> int:
         if selection.ids is not None:
@@ -59,8 +78,9 @@ class DeleteImages(Operation[NoParams]):
         return await images_db.owners_of_images(conn, ids)
 
     async def apply_batch(
-        self, conn: asyncpg.Connection, params: NoParams, ids: list[int]
+        self, ctx: BatchContext, params: NoParams, ids: list[int]
     ) -> BatchOutcome:
+        conn = ctx.conn
         # Which files exist is checked while the rows are locked, and those are queued
         # with the deletion and removed after the commit. Files are only ever removed by
         # that purge, so a file present now is one this deletion removes, and a file
@@ -80,7 +100,7 @@ class DeleteImages(Operation[NoParams]):
         )
         # A file that another image still shows is kept.
         keys = sorted({r["storage_key"] for r in rows if r["last_use"]})
-        present = await asyncio.to_thread(_existing, active_storage(), keys)
+        present = await asyncio.to_thread(_existing, ctx.storage, keys)
         row = await conn.fetchrow(
             """WITH gone AS (
                  DELETE FROM product_images

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import asyncpg
-
-from bulkops.operations.base import BatchOutcome, NoParams, Operation, Thresholds
+from bulkops.operations.base import (
+    BatchContext,
+    BatchOutcome,
+    Counter,
+    NoParams,
+    Operation,
+    Thresholds,
+)
 
 
 class DeleteProducts(Operation[NoParams]):
@@ -12,11 +17,13 @@ class DeleteProducts(Operation[NoParams]):
     description = "Delete products, their images (and stored files) and dataset membership."
     thresholds = Thresholds(inline_threshold=1000, inline_limit=10_000, batch_size=5000)
     params_model = NoParams
-    counter_names = ("deletedImages", "removedFromDatasets")
+    counters = (Counter("deletedImages"), Counter("removedFromDatasets"))
+    deletes_files = True
 
     async def apply_batch(
-        self, conn: asyncpg.Connection, params: NoParams, ids: list[int]
+        self, ctx: BatchContext, params: NoParams, ids: list[int]
     ) -> BatchOutcome:
+        conn = ctx.conn
         # Stored files are queued for removal in the same transaction and removed after
         # it commits: the rows and the files go together, whenever a worker dies.
         row = await conn.fetchrow(

@@ -10,19 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import IO, Literal
+import uuid
+from typing import IO, Any, Literal
 
 import asyncpg
 from pydantic import BaseModel, Field
 
 from bulkops.db import products as products_db
 from bulkops.db.datasets import dataset_exists
-from bulkops.db.export import copy_products_by_ids
-from bulkops.db.export_files import lock_file, record_batch
+from bulkops.db.export import copy_products_by_ids, csv_header
+from bulkops.db.export_files import insert_file, lock_file, record_batch
 from bulkops.errors import NotFoundError
-from bulkops.operations.base import BatchOutcome, JobAborted, Operation, Thresholds
+from bulkops.operations.base import (
+    BatchContext,
+    BatchOutcome,
+    JobAborted,
+    Operation,
+    Retry,
+    Thresholds,
+)
 from bulkops.selection import Selection
-from bulkops.storage import active_storage
+
+
+def storage_key(tenant_id: str, file_id: str, fmt: str) -> str:
+    """Where an export file is stored."""
+    return f"exports/{tenant_id}/{file_id}.{fmt}"
 
 
 class ExportParams(BaseModel):
@@ -42,6 +54,37 @@ class ExportProducts(Operation[ExportParams]):
     # inline.
     thresholds = Thresholds(inline_threshold=10_000, inline_limit=100_000, batch_size=10_000)
     params_model = ExportParams
+    summary_description = (
+        "Items are products: matched counts the selection, succeeded the rows written, "
+        "skipped products deleted while the file was written. A dry run writes no file."
+    )
+    summary_extras = ("resultFile",)
+    retry = Retry.NEVER
+    not_retryable = (
+        "An export is not retried: its file is written once. Call exportProducts again for a "
+        "new file."
+    )
+
+    dry_run_applies = False
+
+    def bind(self, raw: dict[str, Any], selection: Selection) -> dict[str, Any]:
+        """Each request names a new file."""
+        return {**raw, "file_id": str(uuid.uuid4())}
+
+    async def prepare(self, ctx: BatchContext, params: ExportParams) -> None:
+        """The file and its row, with the CSV header: an empty selection is still a file,
+        and a job's batches only ever append."""
+        key = storage_key(ctx.tenant_id, params.file_id, params.format)
+        header = csv_header() if params.format == "csv" else b""
+        await insert_file(
+            ctx.conn,
+            params.file_id,
+            storage_key=key,
+            fmt=params.format,
+            size=len(header),
+            link_seconds=params.link_seconds,
+        )
+        ctx.storage.write(key, header)
 
     async def count(self, conn: asyncpg.Connection, selection: Selection) -> int:
         flt = selection.filter
@@ -56,8 +99,9 @@ class ExportProducts(Operation[ExportParams]):
         return await products_db.count_filter(conn, flt)
 
     async def apply_batch(
-        self, conn: asyncpg.Connection, params: ExportParams, ids: list[int]
+        self, ctx: BatchContext, params: ExportParams, ids: list[int]
     ) -> BatchOutcome:
+        conn = ctx.conn
         state = await lock_file(conn, params.file_id)
         if state is None:
             raise JobAborted("The export file was removed.", code="EXPORT_FILE_LOST")
@@ -69,7 +113,7 @@ class ExportProducts(Operation[ExportParams]):
                 code="EXPORT_ALREADY_WRITTEN",
             )
         try:
-            out = active_storage().path(state.storage_key).open("r+b")
+            out = ctx.storage.path(state.storage_key).open("r+b")
         except FileNotFoundError:
             raise JobAborted("The export file was removed.", code="EXPORT_FILE_LOST") from None
         with out:

@@ -14,7 +14,15 @@ import asyncpg
 from bulkops.db import import_batch
 from bulkops.db import imports as imports_db
 from bulkops.models import ItemFailure
-from bulkops.operations.base import BatchOutcome, NoParams, Operation, Thresholds
+from bulkops.operations.base import (
+    BatchContext,
+    BatchOutcome,
+    Counter,
+    NoParams,
+    Operation,
+    Retry,
+    Thresholds,
+)
 from bulkops.operations.update_products import UNIQUE_IDENTIFIER_KINDS
 from bulkops.selection import Selection
 
@@ -61,7 +69,18 @@ class ImportProducts(Operation[NoParams]):
     )
     thresholds = Thresholds(inline_threshold=1000, inline_limit=10_000, batch_size=5000)
     params_model = NoParams
-    counter_names = ("created", "updated")
+    counters = (Counter("created"), Counter("updated"))
+    summary_description = (
+        "Items are the file's rows: matched counts them, succeeded the products created or "
+        "changed, skipped the rows that would change nothing, failed the rows that cannot be "
+        "imported (errors name their row and column). A dry run's sample shows only existing "
+        "products."
+    )
+    retry = Retry.NEVER
+    not_retryable = (
+        "An import cannot be retried: its staged rows went when it ended. Upload the file "
+        "again (rows already imported are skipped)."
+    )
 
     async def count(self, conn: asyncpg.Connection, selection: Selection) -> int:
         assert selection.staged is not None
@@ -80,8 +99,9 @@ class ImportProducts(Operation[NoParams]):
             await imports_db.drop_upload(conn, selection.staged.upload_id)
 
     async def apply_batch(
-        self, conn: asyncpg.Connection, params: NoParams, ids: list[int]
+        self, ctx: BatchContext, params: NoParams, ids: list[int]
     ) -> BatchOutcome:
+        conn = ctx.conn
         for attempt in range(_RETRIES):
             try:
                 # A savepoint: a unique identifier value that another transaction gave

@@ -22,7 +22,15 @@ from bulkops.db.datasets import dataset_exists
 from bulkops.db.matching import CODE_KINDS, BatchRow, Hit, RowOutcome, StagedRow
 from bulkops.errors import NotFoundError
 from bulkops.models import ItemFailure
-from bulkops.operations.base import BatchOutcome, JobAborted, Operation, Thresholds
+from bulkops.operations.base import (
+    BatchContext,
+    BatchOutcome,
+    Counter,
+    JobAborted,
+    Operation,
+    Retry,
+    Thresholds,
+)
 from bulkops.selection import Selection
 
 DEFAULT_THRESHOLD = 0.6
@@ -103,7 +111,27 @@ class MatchProducts(Operation[MatchParams]):
     # rows need the fuzzy rule, the costly one (milliseconds a row on a large catalog).
     thresholds = Thresholds(inline_threshold=1000, inline_limit=1000, batch_size=500)
     params_model = MatchParams
-    counter_names = ("matchedRows", "unmatchedRows", "addedToDataset")
+    counters = (
+        Counter("matchedRows"),
+        Counter("unmatchedRows"),
+        Counter(
+            "addedToDataset",
+            "Matched products added to addToDatasetId (those already in it are not counted).",
+        ),
+    )
+    summary_description = (
+        "Items are input rows: matched counts rows, succeeded the matched ones, skipped the "
+        "unmatched ones and failed those with nothing to match on; sample shows matched "
+        "products."
+    )
+    summary_extras = ("rows",)
+    # A child matches the same rows again, staged anew so that its results are its own.
+    retry = Retry.STAGED_INPUT
+
+    def bind(self, raw: dict[str, Any], selection: Selection) -> dict[str, Any]:
+        """The results are stored under the staged input the run walks."""
+        assert selection.staged is not None
+        return {**raw, "input_id": selection.staged.upload_id}
 
     async def check(self, conn: asyncpg.Connection, params: MatchParams) -> None:
         dataset_id = params.add_to_dataset_id
@@ -126,8 +154,9 @@ class MatchProducts(Operation[MatchParams]):
         )
 
     async def apply_batch(
-        self, conn: asyncpg.Connection, params: MatchParams, ids: list[int]
+        self, ctx: BatchContext, params: MatchParams, ids: list[int]
     ) -> BatchOutcome:
+        conn = ctx.conn
         dataset_id = params.add_to_dataset_id
         if dataset_id is not None and not await dataset_exists(conn, dataset_id, lock=True):
             raise JobAborted(f"Dataset {dataset_id} was deleted.", code="DATASET_NOT_FOUND")

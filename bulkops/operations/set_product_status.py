@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-import asyncpg
 from pydantic import BaseModel
 
-from bulkops.operations.base import BatchOutcome, Operation, Thresholds, not_found_failures
+from bulkops.operations.base import (
+    BatchContext,
+    BatchOutcome,
+    Operation,
+    Thresholds,
+    not_found_failures,
+)
 
 
 class SetStatusParams(BaseModel):
@@ -21,8 +26,9 @@ class SetProductStatus(Operation[SetStatusParams]):
     params_model = SetStatusParams
 
     async def apply_batch(
-        self, conn: asyncpg.Connection, params: SetStatusParams, ids: list[int]
+        self, ctx: BatchContext, params: SetStatusParams, ids: list[int]
     ) -> BatchOutcome:
+        conn = ctx.conn
         row = await conn.fetchrow(
             """WITH target AS (
                  SELECT id, status FROM products

@@ -8,7 +8,14 @@ import asyncpg
 from pydantic import BaseModel
 
 from bulkops.models import ItemFailure
-from bulkops.operations.base import BatchOutcome, Operation, Thresholds, not_found_failures
+from bulkops.operations.base import (
+    BatchContext,
+    BatchOutcome,
+    Counter,
+    Operation,
+    Thresholds,
+    not_found_failures,
+)
 from bulkops.operations.product_patch import COLUMNS, ProductPatch
 
 # A value of these kinds names one product of a tenant (a partial unique index, migration
@@ -28,11 +35,18 @@ class UpdateProducts(Operation[UpdateParams]):
     )
     thresholds = Thresholds(inline_threshold=1000, inline_limit=10_000, batch_size=5000)
     params_model = UpdateParams
-    counter_names = ("identifiersSet", "identifiersRemoved")
+    counters = (
+        Counter(
+            "identifiersSet",
+            "Identifiers added or given a new value (unchanged ones are not counted).",
+        ),
+        Counter("identifiersRemoved"),
+    )
 
     async def apply_batch(
-        self, conn: asyncpg.Connection, params: UpdateParams, ids: list[int]
+        self, ctx: BatchContext, params: UpdateParams, ids: list[int]
     ) -> BatchOutcome:
+        conn = ctx.conn
         patch = params.patch
         rows = await conn.fetch(
             """SELECT id FROM products

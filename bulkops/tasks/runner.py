@@ -21,7 +21,7 @@ from bulkops.db import jobs as jobs_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.models import ItemFailure, JobState
 from bulkops.operations import REGISTRY
-from bulkops.operations.base import BatchOutcome, JobAborted, Operation
+from bulkops.operations.base import BatchContext, BatchOutcome, JobAborted, Operation
 from bulkops.selection import Selection
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
@@ -159,7 +159,8 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
                 last = len(ids) <= batch_size
                 ids = ids[:batch_size]
                 if ids:
-                    job = await _apply(conn, op, params, job, ids, settings.lease_seconds)
+                    batch = BatchContext(conn=conn, storage=deps.storage, tenant_id=tenant_id)
+                    job = await _apply(batch, op, params, job, ids, settings.lease_seconds)
                 if not job.terminal and last:
                     # The last batch finishes the job in the same transaction.
                     job = await _complete(conn, job, selection)
@@ -173,7 +174,7 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
         ):
             await publish_state(redis, job)
             last_publish = now
-        if job.terminal and job.counters.get("deletedImages"):
+        if job.terminal and op.deletes_files:
             # Off the job's path: unlinking files is slower than deleting their rows, and
             # on the same cores it would slow the job's batches down. The files go once the
             # job has ended (and, for a long job, with the sweep every minute meanwhile).
@@ -218,7 +219,7 @@ async def _others_wait(redis: ArqRedis) -> bool:
 
 
 async def _apply(
-    conn: asyncpg.Connection,
+    batch: BatchContext,
     op: Operation[Any],
     params: Any,
     job: JobState,
@@ -226,9 +227,10 @@ async def _apply(
     lease_seconds: float,
 ) -> JobState:
     """Apply one batch inside the caller's transaction and record it on the job."""
+    conn = batch.conn
     try:
         async with conn.transaction():
-            outcome = await op.apply_batch(conn, params, ids)
+            outcome = await op.apply_batch(batch, params, ids)
             if outcome.failed and job.error_policy == "ABORT":
                 raise _AbortBatch(outcome)
     except _AbortBatch as aborted:

@@ -23,7 +23,7 @@ from bulkops.db.pool import create_pool, tenant_transaction
 from bulkops.models import ItemFailure
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
-from bulkops.storage import LocalStorage, using_storage
+from bulkops.storage import LocalStorage
 from bulkops.tasks.housekeeping import (
     cleanup_task,
     purge_files_task,
@@ -42,8 +42,7 @@ async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
     last try the job ends FAILED with the error recorded."""
     deps: WorkerDeps = ctx["deps"]
     try:
-        with using_storage(deps.storage):
-            return await run_slice(deps, ctx["redis"], job_id, tenant_id)
+        return await run_slice(deps, ctx["redis"], job_id, tenant_id)
     except Exception as exc:
         tries: int = ctx.get("job_try", 1)
         if tries < MAX_TRIES:

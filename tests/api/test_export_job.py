@@ -14,10 +14,11 @@ import httpx
 from bulkops.config import Settings
 from bulkops.db.pool import tenant_transaction
 from bulkops.operations import get_operation
+from bulkops.operations.base import BatchContext
 from bulkops.services import export_files
 from bulkops.services.files import purge_deleted_files
 from bulkops.services.signing import signature, signing_key
-from bulkops.storage import LocalStorage, using_storage
+from bulkops.storage import LocalStorage
 from bulkops.tasks.housekeeping import remove_expired
 from tests.api.test_export import (
     TRICKY_NAME,
@@ -273,9 +274,8 @@ async def test_a_batch_appended_but_not_committed_is_not_in_the_file_twice(
     job_id = await queue_export(gql, format="JSONL")
     short = settings.model_copy(update={"batch_size": 10, "slice_seconds": 0.0})
     async with Runner(short) as runner:
-        with using_storage(runner.deps.storage):
-            for _ in range(4):
-                assert await runner.slice(job_id, tenant) == "SLICED"
+        for _ in range(4):
+            assert await runner.slice(job_id, tenant) == "SLICED"
         # A worker appends the last batch to the file and dies before its commit.
         op = get_operation("exportProducts")
         params = op.parse_params(await job_params(owner, job_id))
@@ -288,8 +288,8 @@ async def test_a_batch_appended_but_not_committed_is_not_in_the_file_twice(
         ]
         try:
             async with tenant_transaction(runner.pool, tenant.id) as conn:
-                with using_storage(runner.deps.storage):
-                    await op.apply_batch(conn, params, ids)
+                batch = BatchContext(conn=conn, storage=runner.deps.storage, tenant_id=tenant.id)
+                await op.apply_batch(batch, params, ids)
                 raise _Died
         except _Died:
             pass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import strawberry
@@ -12,27 +12,26 @@ from bulkops.errors import InputError
 from bulkops.graphql.inputs import BulkOptions, ImageSelection, ProductPatch, ProductSelection
 from bulkops.graphql.resolvers.catalog import to_filter
 from bulkops.graphql.types.catalog import Product
-from bulkops.graphql.types.common import Info
+from bulkops.graphql.types.common import Info, services_of
+from bulkops.graphql.types.export_files import ResultFile, result_file
 from bulkops.graphql.types.jobs import ItemError, Job
-from bulkops.graphql.types.results import SUMMARY_TYPES, JobQueued, Rejected
+from bulkops.graphql.types.matching import MatchRow, to_match_row
+from bulkops.graphql.types.results import JobQueued, Rejected, snake, summary_type
+from bulkops.operations import get_operation
 from bulkops.selection import Selection, build_selection, parse_id
-from bulkops.services import bulk as bulk_service
 from bulkops.services import images as images_service
 from bulkops.services import imports as imports_service
+from bulkops.services import matching
+from bulkops.services.inline import InlineResult
+from bulkops.services.options import BulkOptions as RunOptions
+from bulkops.services.submit import QueuedResult, submit
+
+services = services_of
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def services(info: Info) -> bulk_service.Services:
-    state = info.context.state
-    return bulk_service.Services(pool=state["pool"], redis=state["redis"], storage=state["storage"])
-
-
-def to_options(options: BulkOptions | None) -> bulk_service.BulkOptions:
+def to_options(options: BulkOptions | None) -> RunOptions:
     if options is None:
-        return bulk_service.BulkOptions()
+        return RunOptions()
     key = options.idempotency_key
     if key is not None and not (1 <= len(key) <= 255):
         raise InputError(
@@ -40,7 +39,7 @@ def to_options(options: BulkOptions | None) -> bulk_service.BulkOptions:
             code="INVALID_IDEMPOTENCY_KEY",
             field=["options", "idempotencyKey"],
         )
-    return bulk_service.BulkOptions(
+    return RunOptions(
         mode=options.mode.value,
         dry_run=options.dry_run,
         idempotency_key=key,
@@ -49,10 +48,36 @@ def to_options(options: BulkOptions | None) -> bulk_service.BulkOptions:
     )
 
 
-def summary(result: bulk_service.InlineResult) -> Any:
-    cls = SUMMARY_TYPES[result.operation]
+async def _rows(info: Info, result: InlineResult) -> list[MatchRow]:
+    input_id = result.params.get("input_id")
+    if result.dry_run or result.aborted or input_id is None:
+        return []
+    found = await matching.read_results(services(info), info.context.tenant, input_id)
+    return [to_match_row(r, found.products) for r in found.rows]
+
+
+async def _result_file(info: Info, result: InlineResult) -> ResultFile | None:
+    file_id = result.params.get("file_id")
+    if result.dry_run or file_id is None:
+        return None
+    return await result_file(info, file_id)
+
+
+# How each summary extra an operation declares is filled in from its run.
+EXTRA_VALUES: dict[str, Callable[[Info, InlineResult], Awaitable[Any]]] = {
+    "rows": _rows,
+    "resultFile": _result_file,
+}
+
+
+async def summary(info: Info, result: InlineResult) -> Any:
+    """The operation's summary type, with its counters and extras."""
+    op = get_operation(result.operation)
+    cls = summary_type(op)
     outcome = result.outcome
-    extra = {_snake(name): outcome.counters.get(name, 0) for name in _counter_names(result)}
+    extra = {snake(name): outcome.counters.get(name, 0) for name in op.counter_names}
+    for name in op.summary_extras:
+        extra[snake(name)] = await EXTRA_VALUES[name](info, result)
     return cls(
         matched=result.matched,
         succeeded=outcome.succeeded,
@@ -63,12 +88,6 @@ def summary(result: bulk_service.InlineResult) -> Any:
         sample=[Product.from_row(r) for r in result.sample],
         **extra,
     )
-
-
-def _counter_names(result: bulk_service.InlineResult) -> tuple[str, ...]:
-    from bulkops.operations import get_operation
-
-    return get_operation(result.operation).counter_names
 
 
 def dataset_param(dataset_id: str) -> int:
@@ -94,7 +113,7 @@ async def run_bulk(
             to_filter(selection.filter, ["selection", "filter"]),
             max_ids=settings.max_ids_per_selection,
         )
-        result = await bulk_service.submit(
+        result = await submit(
             services(info),
             info.context.tenant,
             operation=operation,
@@ -104,18 +123,18 @@ async def run_bulk(
         )
     except InputError as exc:
         return rejected(exc)
-    return payload(result)
+    return await payload(info, result)
 
 
 def rejected(exc: InputError) -> Rejected:
     return Rejected(code=exc.code, message=exc.message, field=exc.field or None)
 
 
-def payload(result: bulk_service.InlineResult | bulk_service.QueuedResult) -> Any:
+async def payload(info: Info, result: InlineResult | QueuedResult) -> Any:
     """The result union member: the job when queued, else the operation's summary."""
-    if isinstance(result, bulk_service.QueuedResult):
+    if isinstance(result, QueuedResult):
         return JobQueued(job=Job.from_state(result.job))
-    return summary(result)
+    return await summary(info, result)
 
 
 def patch_params(patch: ProductPatch) -> dict[str, Any]:
@@ -154,11 +173,13 @@ async def import_products(info: Info, upload: Any, options: BulkOptions | None) 
         )
     try:
         bulk_options = to_options(options)
-        result = await imports_service.import_products(
+        source = await imports_service.upload_input(upload.file, upload.filename)
+        result = await submit(
             services(info),
             info.context.tenant,
-            upload.file,
-            filename=upload.filename,
+            operation="importProducts",
+            selection=source,
+            params={},
             options=bulk_options,
         )
     except InputError as exc:
@@ -166,7 +187,7 @@ async def import_products(info: Info, upload: Any, options: BulkOptions | None) 
     finally:
         # Staged (or refused): its temporary file can go now.
         await upload.close()
-    return payload(result)
+    return await payload(info, result)
 
 
 async def delete_images(info: Info, selection: ImageSelection, options: BulkOptions | None) -> Any:
@@ -174,7 +195,7 @@ async def delete_images(info: Info, selection: ImageSelection, options: BulkOpti
     try:
         bulk_options = to_options(options)
         sel = await image_selection(info, selection, max_ids=settings.max_ids_per_selection)
-        result = await bulk_service.submit(
+        result = await submit(
             services(info),
             info.context.tenant,
             operation="deleteImages",
@@ -184,7 +205,7 @@ async def delete_images(info: Info, selection: ImageSelection, options: BulkOpti
         )
     except InputError as exc:
         return rejected(exc)
-    return payload(result)
+    return await payload(info, result)
 
 
 async def image_selection(info: Info, selection: ImageSelection, *, max_ids: int) -> Selection:

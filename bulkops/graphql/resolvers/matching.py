@@ -10,15 +10,13 @@ from strawberry.file_uploads import Upload
 
 from bulkops.errors import InputError
 from bulkops.graphql.inputs import BulkOptions, MatchRowInput
-from bulkops.graphql.resolvers.bulk import payload, rejected, services, summary, to_options
+from bulkops.graphql.resolvers.bulk import payload, rejected, services, to_options
 from bulkops.graphql.types.common import Info
-from bulkops.graphql.types.matching import to_match_row
-from bulkops.graphql.types.results import MatchProductsSummary
 from bulkops.operations import get_operation
 from bulkops.selection import parse_id
 from bulkops.services import matching
-from bulkops.services.bulk import QueuedResult
 from bulkops.services.match_input import inline_input, upload_input
+from bulkops.services.submit import submit
 
 
 def _row_values(row: MatchRowInput) -> dict[str, Any]:
@@ -65,7 +63,7 @@ async def _match_products(
     add_to_dataset_id: strawberry.ID | None,
     fuzzy_threshold: float,
 ) -> Any:
-    limit = get_operation(matching.OPERATION).thresholds.inline_limit
+    limit = get_operation("matchProducts").thresholds.inline_limit
     try:
         bulk_options = to_options(options)
         if (rows is None) == (upload is None):
@@ -85,17 +83,14 @@ async def _match_products(
                 code="UNSUPPORTED_FORMAT",
                 field=["upload"],
             )
-        result = await matching.submit_match(
+        result = await submit(
             services(info),
             info.context.tenant,
-            source=source,
+            operation="matchProducts",
+            selection=matching.StagedMatchInput(source),
             params=params,
             options=bulk_options,
         )
     except InputError as exc:
         return rejected(exc)
-    if isinstance(result, QueuedResult):
-        return payload(result)
-    shown: MatchProductsSummary = summary(result.result)
-    shown.rows = [to_match_row(r, result.results.products) for r in result.results.rows]
-    return shown
+    return await payload(info, result)

@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 
 from bulkops.graphql.context import Context
-from bulkops.services.bulk import Services
+from bulkops.services.container import Services
 
 Info = strawberry.Info[Context, None]
 
@@ -38,4 +38,9 @@ class PageInfo:
 def services_of(info: Info) -> Services:
     """The process's services, as the resolvers call them."""
     state = info.context.state
-    return Services(pool=state["pool"], redis=state["redis"], storage=state["storage"])
+    return Services(
+        pool=state["pool"],
+        redis=state["redis"],
+        storage=state["storage"],
+        settings=state["settings"],
+    )

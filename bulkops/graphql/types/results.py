@@ -1,15 +1,22 @@
-"""What mutations answer: a summary, a queued job, or a refusal (errors as data)."""
+"""What mutations answer: a summary, a queued job, or a refusal (errors as data).
+
+Each operation's summary type and result union are made from the operation itself (its
+counters, description and extras), so a new operation needs no type written here."""
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from typing import Annotated, Any
 
 import strawberry
+from strawberry.types.field import StrawberryField
 
 from bulkops.graphql.types.catalog import Dataset, Product
 from bulkops.graphql.types.export_files import ResultFile
 from bulkops.graphql.types.jobs import ItemError, Job
 from bulkops.graphql.types.matching import MatchRow
+from bulkops.operations.base import Operation
 
 
 @strawberry.type(description="The request was refused; nothing changed.")
@@ -37,130 +44,55 @@ class BulkSummary:
     )
 
 
-@strawberry.type
-class DeleteProductsSummary(BulkSummary):
-    deleted_images: int
-    removed_from_datasets: int
-
-
-@strawberry.type
-class SetProductStatusSummary(BulkSummary):
-    pass
-
-
-@strawberry.type
-class AddProductsToDatasetSummary(BulkSummary):
-    pass
-
-
-@strawberry.type
-class RemoveProductsFromDatasetSummary(BulkSummary):
-    pass
-
-
-@strawberry.type
-class UpdateProductsSummary(BulkSummary):
-    identifiers_set: int = strawberry.field(
-        description="Identifiers added or given a new value (unchanged ones are not counted)."
-    )
-    identifiers_removed: int
-
-
-@strawberry.type(
-    description="Items are images: matched, succeeded and skipped count images; sample "
-    "shows the products that lose them."
-)
-class DeleteImagesSummary(BulkSummary):
-    deleted_files: int = strawberry.field(
-        description="Stored files that existed when their batch ran; removed after it "
-        "committed (or, in a dry run, that would be)."
-    )
-    missing_files: int = strawberry.field(
-        description="Stored files already gone when their batch ran (not an error)."
-    )
-
-
-@strawberry.type(
-    description="Items are input rows: matched counts rows, succeeded the matched ones, "
-    "skipped the unmatched ones and failed those with nothing to match on; sample shows "
-    "matched products."
-)
-class MatchProductsSummary(BulkSummary):
-    matched_rows: int
-    unmatched_rows: int
-    added_to_dataset: int = strawberry.field(
-        description="Matched products added to addToDatasetId (those already in it are "
-        "not counted)."
-    )
-    rows: list[MatchRow] = strawberry.field(
+def _extra_rows() -> tuple[Any, StrawberryField]:
+    return list[MatchRow], strawberry.field(
         default_factory=list,
         description="Every row and what it matched, in row order (empty for a dry run).",
     )
 
 
-DeleteProductsResult = Annotated[
-    DeleteProductsSummary | JobQueued | Rejected, strawberry.union("DeleteProductsResult")
-]
-SetProductStatusResult = Annotated[
-    SetProductStatusSummary | JobQueued | Rejected, strawberry.union("SetProductStatusResult")
-]
-AddProductsToDatasetResult = Annotated[
-    AddProductsToDatasetSummary | JobQueued | Rejected,
-    strawberry.union("AddProductsToDatasetResult"),
-]
-RemoveProductsFromDatasetResult = Annotated[
-    RemoveProductsFromDatasetSummary | JobQueued | Rejected,
-    strawberry.union("RemoveProductsFromDatasetResult"),
-]
-UpdateProductsResult = Annotated[
-    UpdateProductsSummary | JobQueued | Rejected, strawberry.union("UpdateProductsResult")
-]
-DeleteImagesResult = Annotated[
-    DeleteImagesSummary | JobQueued | Rejected, strawberry.union("DeleteImagesResult")
-]
+def _extra_result_file() -> tuple[Any, StrawberryField]:
+    return ResultFile | None, strawberry.field(default=None)
 
 
-@strawberry.type(
-    description="Items are the file's rows: matched counts them, succeeded the products "
-    "created or changed, skipped the rows that would change nothing, failed the rows that "
-    "cannot be imported (errors name their row and column). A dry run's sample shows only "
-    "existing products."
-)
-class ImportProductsSummary(BulkSummary):
-    created: int
-    updated: int
+# The summary fields an operation may name in `summary_extras`, beyond its counters.
+SUMMARY_EXTRAS = {"rows": _extra_rows, "resultFile": _extra_result_file}
 
 
-@strawberry.type(
-    description="Items are products: matched counts the selection, succeeded the rows "
-    "written, skipped products deleted while the file was written. A dry run writes no "
-    "file."
-)
-class ExportProductsSummary(BulkSummary):
-    result_file: ResultFile | None = None
+def snake(name: str) -> str:
+    """A GraphQL field name as the Python attribute (identifiersSet -> identifiers_set)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-ExportProductsResult = Annotated[
-    ExportProductsSummary | JobQueued | Rejected, strawberry.union("ExportProductsResult")
-]
-ImportProductsResult = Annotated[
-    ImportProductsSummary | JobQueued | Rejected, strawberry.union("ImportProductsResult")
-]
-MatchProductsResult = Annotated[
-    MatchProductsSummary | JobQueued | Rejected, strawberry.union("MatchProductsResult")
-]
+def type_name(op: Operation[Any]) -> str:
+    """deleteProducts -> DeleteProducts."""
+    return op.name[:1].upper() + op.name[1:]
+
+
+@cache
+def summary_type(op: Operation[Any]) -> Any:
+    """The operation's summary: BulkSummary, an Int per counter, then its extras."""
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__module__": __name__}
+    for counter in op.counters:
+        attr = snake(counter.name)
+        annotations[attr] = int
+        if counter.description is not None:
+            namespace[attr] = strawberry.field(description=counter.description)
+    for extra in op.summary_extras:
+        annotations[snake(extra)], namespace[snake(extra)] = SUMMARY_EXTRAS[extra]()
+    namespace["__annotations__"] = annotations
+    cls = type(f"{type_name(op)}Summary", (BulkSummary,), namespace)
+    return strawberry.type(cls, description=op.summary_description)
+
+
+@cache
+def result_type(op: Operation[Any]) -> Any:
+    """The operation's mutation result: its summary, JobQueued or Rejected."""
+    name = f"{type_name(op)}Result"
+    return Annotated[summary_type(op) | JobQueued | Rejected, strawberry.union(name)]
+
+
 CreateDatasetResult = Annotated[Dataset | Rejected, strawberry.union("CreateDatasetResult")]
 JobActionResult = Annotated[Job | Rejected, strawberry.union("JobActionResult")]
 RetryJobResult = Annotated[JobQueued | Rejected, strawberry.union("RetryJobResult")]
-
-SUMMARY_TYPES: dict[str, Any] = {
-    "deleteProducts": DeleteProductsSummary,
-    "setProductStatus": SetProductStatusSummary,
-    "addProductsToDataset": AddProductsToDatasetSummary,
-    "removeProductsFromDataset": RemoveProductsFromDatasetSummary,
-    "updateProducts": UpdateProductsSummary,
-    "deleteImages": DeleteImagesSummary,
-    "matchProducts": MatchProductsSummary,
-    "importProducts": ImportProductsSummary,
-    "exportProducts": ExportProductsSummary,
-}

@@ -11,8 +11,8 @@ from starlette.routing import Route
 
 from bulkops.db.export import ExportFormat
 from bulkops.services import export_files
-from bulkops.services.bulk import Services
 from bulkops.services.catalog_download import export_filename
+from bulkops.services.container import Services
 from bulkops.services.signing import signing_key
 from bulkops.web.responses import error_response
 from bulkops.web.routes.ids import parse_uuid
@@ -43,7 +43,12 @@ async def download(request: Request) -> Response:
         )
     if verdict == "expired":
         return error_response(410, "The link has expired.", "LINK_EXPIRED")
-    services = Services(pool=state["pool"], redis=state["redis"], storage=state["storage"])
+    services = Services(
+        pool=state["pool"],
+        redis=state["redis"],
+        storage=state["storage"],
+        settings=state["settings"],
+    )
     file = await export_files.file_row(services, tenant_id, file_id)
     if file is None or file.format != fmt:
         return _not_found()

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from bulkops.db.matching import ResultRow
 from bulkops.models import ProductRow
 from bulkops.services import matching
-from bulkops.services.bulk import Services
+from bulkops.services.container import Services
 from bulkops.web.auth import with_tenant
 from bulkops.web.responses import attachment_headers, error_response
 from bulkops.web.routes.ids import parse_uuid
@@ -122,7 +122,12 @@ async def result_chunks(
 
 async def _download(request: Request, tenant: str, fmt: Format) -> Response:
     state: AppState = request.scope["state"]
-    services = Services(pool=state["pool"], redis=state["redis"], storage=state["storage"])
+    services = Services(
+        pool=state["pool"],
+        redis=state["redis"],
+        storage=state["storage"],
+        settings=state["settings"],
+    )
     raw_id = request.path_params["job_id"]
     job_id = parse_uuid(raw_id)
     input_id = await matching.match_input_of_job(services, tenant, job_id) if job_id else None

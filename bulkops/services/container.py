@@ -1,0 +1,28 @@
+"""The services object: what the services need from the process, built once by the API's
+lifespan and once by each worker, and passed down explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+from arq.connections import ArqRedis
+
+from bulkops.config import Settings
+from bulkops.storage import LocalStorage
+
+
+@dataclass(frozen=True)
+class Services:
+    """Pools, queue, stored files and settings."""
+
+    pool: asyncpg.Pool
+    redis: ArqRedis
+    storage: LocalStorage
+    settings: Settings
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        """How long an idempotency key replays its first answer (BULKOPS_IDEMPOTENCY_HOURS)."""
+        return timedelta(hours=self.settings.idempotency_hours)
