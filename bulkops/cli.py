@@ -114,7 +114,9 @@ async def _demo_token(settings: Settings) -> str:
         token = path.read_text().strip()
         from bulkops.db.pool import create_pool
 
-        pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+        pool = await create_pool(
+            settings.database_url, role=settings.app_role, min_size=1, max_size=1
+        )
         try:
             if await Authenticator(pool).tenant_for(token):
                 return token

@@ -17,7 +17,8 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
-    # The role the API and the workers act as: row-level security applies to it.
+    # The role the API and the workers act as: row-level security applies to it. It must
+    # exist: the migrations create it, and grant it to their user, under this default name.
     app_role: str = "bulkops_app"
     data_dir: Path = Path(".bulkops-dev")
     storage_dir: Path | None = None
