@@ -279,9 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         dev(settings, args.host, args.port)
         return
     if args.command == "watch":
-        import os
-
-        token = args.token or os.environ.get("BULKOPS_TOKEN")
+        token = args.token or (settings.token.get_secret_value() if settings.token else None)
         if not token:
             sys.exit("bulkops watch: give --token or set BULKOPS_TOKEN")
         sys.exit(asyncio.run(watch(args.url or settings.public_url, token, args.job_id)))

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     signing_key: SecretStr | None = None
     # How long an export file's download link works; the file is removed after that.
     export_link_hours: float = 24.0
+    # The bearer token `bulkops watch` sends when it is not given --token.
+    token: SecretStr | None = None
 
     @property
     def resolved_storage_dir(self) -> Path:
