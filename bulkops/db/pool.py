@@ -40,8 +40,3 @@ async def tenant_transaction(pool: asyncpg.Pool, tenant_id: str) -> AsyncIterato
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT set_config('bulkops.tenant_id', $1, true)", str(tenant_id))
         yield conn
-
-
-async def set_tenant(conn: asyncpg.Connection, tenant_id: str) -> None:
-    """Scope the current transaction of `conn` to `tenant_id`."""
-    await conn.execute("SELECT set_config('bulkops.tenant_id', $1, true)", str(tenant_id))
