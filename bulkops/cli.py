@@ -15,7 +15,7 @@ import asyncpg
 
 from bulkops.config import Settings
 from bulkops.db.migrate import apply_migrations
-from bulkops.db.tenants import ensure_tenant, insert_token
+from bulkops.db.tenants import ensure_tenant, insert_token, product_count
 from bulkops.dev.embedded import EmbeddedServers, ensure_servers
 from bulkops.dev.seed import print_progress, progress_bar, seed_products
 from bulkops.services.auth import Authenticator, hash_token, new_token
@@ -137,11 +137,7 @@ async def _dev(settings: Settings, host: str, port: int) -> None:
     token = await _demo_token(settings)
     conn = await _owner(settings)
     try:
-        existing = await conn.fetchval(
-            "SELECT count(*) FROM products p JOIN tenants t ON t.id = p.tenant_id"
-            " WHERE t.name = $1",
-            DEMO_TENANT,
-        )
+        existing = await product_count(conn, DEMO_TENANT)
     finally:
         await conn.close()
     if existing == 0:
