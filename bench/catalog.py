@@ -27,8 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from bench.plan import Plan
+from bulkops.config import Settings
 from bulkops.db.migrate import apply_migrations
-from bulkops.db.pool import APP_ROLE
 from bulkops.db.tenants import insert_token
 from bulkops.dev.seed import print_progress, seed_products
 from bulkops.services.auth import hash_token, new_token
@@ -118,7 +118,8 @@ def with_database(url: str, name: str) -> str:
 
 async def connect_app(url: str) -> asyncpg.Connection:
     """A connection acting as the service's role: row-level security applies to it."""
-    conn: asyncpg.Connection = await asyncpg.connect(url, server_settings={"role": APP_ROLE})
+    role = Settings().app_role
+    conn: asyncpg.Connection = await asyncpg.connect(url, server_settings={"role": role})
     return conn
 
 

@@ -16,7 +16,7 @@ cost.
 
 The rows: 25% barcodes, 25% SKUs, 25% names with their brands (case and spacing changed),
 20% names with a typo (same brand), 5% names that match nothing. Everything runs in a
-scratch embedded PostgreSQL and Valkey under --data (default /tmp/bulkops-match-bench).
+scratch embedded PostgreSQL and Valkey under --data (default .bench-data/match-100k).
 
 Run: .venv/bin/python -m bench.match_100k [--products 100000] [--rows 100000] [--runs 3]
 """
@@ -52,6 +52,7 @@ from bulkops.storage import LocalStorage
 from bulkops.tasks.worker import build_worker
 from bulkops.web.app import create_app
 
+ROOT = Path(__file__).resolve().parent.parent
 DB = "bulkops_match_bench"
 TENANT = "bench"
 BATCH = 500
@@ -377,7 +378,7 @@ async def main() -> None:
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--data", type=Path, default=Path("/tmp/bulkops-match-bench"))
+    parser.add_argument("--data", type=Path, default=ROOT / ".bench-data" / "match-100k")
     args = parser.parse_args()
     if args.data.exists():
         shutil.rmtree(args.data)

@@ -10,6 +10,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+# Frames of this repository's modules are named relative to it, wherever it is checked out.
+ROOT = f"{Path(__file__).resolve().parent.parent}/"
 # A frame as py-spy's raw format writes it: "function (path/to/module.py:123)".
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:()]+)(?::\d+)?\)$")
 # Leaves that mean waiting: the selector of asyncio's loop, or uvloop's loop (in C, so the
@@ -22,7 +24,7 @@ def _name(frame: str) -> str:
     if not match:
         return frame
     path = match["file"]
-    for marker in ("site-packages/", "lib/python3.11/", "/work/main/"):
+    for marker in ("site-packages/", "lib/python3.11/", ROOT):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{match['func']} ({path})"

@@ -15,7 +15,7 @@ import asyncpg
 
 from bulkops.config import Settings
 from bulkops.db.migrate import apply_migrations
-from bulkops.db.tenants import ensure_tenant, insert_token
+from bulkops.db.tenants import ensure_tenant, insert_token, product_count
 from bulkops.dev.embedded import EmbeddedServers, ensure_servers
 from bulkops.dev.seed import print_progress, progress_bar, seed_products
 from bulkops.services.auth import Authenticator, hash_token, new_token
@@ -114,7 +114,9 @@ async def _demo_token(settings: Settings) -> str:
         token = path.read_text().strip()
         from bulkops.db.pool import create_pool
 
-        pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+        pool = await create_pool(
+            settings.database_url, role=settings.app_role, min_size=1, max_size=1
+        )
         try:
             if await Authenticator(pool).tenant_for(token):
                 return token
@@ -135,11 +137,7 @@ async def _dev(settings: Settings, host: str, port: int) -> None:
     token = await _demo_token(settings)
     conn = await _owner(settings)
     try:
-        existing = await conn.fetchval(
-            "SELECT count(*) FROM products p JOIN tenants t ON t.id = p.tenant_id"
-            " WHERE t.name = $1",
-            DEMO_TENANT,
-        )
+        existing = await product_count(conn, DEMO_TENANT)
     finally:
         await conn.close()
     if existing == 0:
@@ -277,9 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         dev(settings, args.host, args.port)
         return
     if args.command == "watch":
-        import os
-
-        token = args.token or os.environ.get("BULKOPS_TOKEN")
+        token = args.token or (settings.token.get_secret_value() if settings.token else None)
         if not token:
             sys.exit("bulkops watch: give --token or set BULKOPS_TOKEN")
         sys.exit(asyncio.run(watch(args.url or settings.public_url, token, args.job_id)))

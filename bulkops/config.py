@@ -17,7 +17,8 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
-    # The role the API and the workers act as: row-level security applies to it.
+    # The role the API and the workers act as: row-level security applies to it. It must
+    # exist: the migrations create it, and grant it to their user, under this default name.
     app_role: str = "bulkops_app"
     data_dir: Path = Path(".bulkops-dev")
     storage_dir: Path | None = None
@@ -61,6 +62,8 @@ class Settings(BaseSettings):
     signing_key: SecretStr | None = None
     # How long an export file's download link works; the file is removed after that.
     export_link_hours: float = 24.0
+    # The bearer token `bulkops watch` sends when it is not given --token.
+    token: SecretStr | None = None
 
     @property
     def resolved_storage_dir(self) -> Path:

@@ -29,9 +29,6 @@ def queued_marker(job_id: str) -> str:
     return f"{PREFIX}:queued:{job_id}"
 
 
-RECONCILE_LOCK = f"{PREFIX}:reconcile-lock"
-
-
 def purge_job_id(tenant_id: str, bucket: str) -> str:
     """arq job id of a file purge: at most one is queued per tenant and time bucket."""
     return f"{PREFIX}:purge:{tenant_id}:{bucket}"

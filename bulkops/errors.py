@@ -44,9 +44,3 @@ class AuthenticationError(BulkopsError):
     """A valid bearer token is required."""
 
     code = "UNAUTHENTICATED"
-
-
-class DatabaseUnavailableError(BulkopsError):
-    """The database could not be reached."""
-
-    code = "DATABASE_UNAVAILABLE"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -211,7 +211,3 @@ class JobState:
         for key in ("created_at", "started_at", "updated_at", "finished_at"):
             row[key] = _dt(row[key])
         return cls.from_row(row)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -337,7 +337,8 @@ class RowReader:
 
 
 class _TooLong(Exception):
-    pass
+    """A line or record past the size limit. Not a BulkopsError: it only carries control
+    from `_Lines` out through csv.reader, and this module turns it into a RowError."""
 
 
 # A physical line: its number, its text (None when it is longer than the limit, and

@@ -114,7 +114,9 @@ class Runner:
         self.settings = settings
 
     async def __aenter__(self) -> Runner:
-        self.pool = await create_pool(self.settings.database_url or "", min_size=1, max_size=2)
+        self.pool = await create_pool(
+            self.settings.database_url or "", role=self.settings.app_role, min_size=1, max_size=2
+        )
         self.redis_client = aioredis.from_url(self.settings.redis_url or "")
         self.redis = ArqRedis(connection_pool=self.redis_client.connection_pool)
         self.deps = WorkerDeps(

@@ -8,7 +8,7 @@ jobs / (last jobs.finished_at - first jobs.created_at); pickup = started_at - cr
 Baseline: the same number of no-op jobs through arq alone on the same Redis (a queue of its
 own), enqueued first and then run by one arq worker in burst mode with the service worker's
 max_jobs and poll_delay (Settings defaults): jobs / run time. The note also gives arq tuned
-as NOTES.md measured it (max_jobs=50, poll_delay=0.01).
+(max_jobs=50, poll_delay=0.01).
 """
 
 from __future__ import annotations

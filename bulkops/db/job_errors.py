@@ -7,8 +7,6 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-ERROR_COLUMNS = ("item_id", "row", "column", "code", "message")
-
 _SELECT_ERRORS = """SELECT item_id, row_number AS "row", column_name AS "column", code, message
 FROM job_errors
 WHERE job_id = $1 AND tenant_id = current_tenant_id()

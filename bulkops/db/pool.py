@@ -9,8 +9,6 @@ from typing import Any
 
 import asyncpg
 
-APP_ROLE = "bulkops_app"
-
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
@@ -18,13 +16,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, as_app: bool = True, min_size: int = 2, max_size: int = 10
+    dsn: str, *, role: str | None, min_size: int = 2, max_size: int = 10
 ) -> asyncpg.Pool:
-    """A pool whose connections act as the application role (row-level security applies)
-    or, with `as_app=False`, as the configured owner (migrations and administration)."""
+    """A pool whose connections act as `role` (the application role, `Settings.app_role`,
+    to which row-level security applies) or, with `role=None`, as the configured owner
+    (migrations and administration)."""
     server_settings = {"application_name": "bulkops"}
-    if as_app:
-        server_settings["role"] = APP_ROLE
+    if role is not None:
+        server_settings["role"] = role
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -41,8 +40,3 @@ async def tenant_transaction(pool: asyncpg.Pool, tenant_id: str) -> AsyncIterato
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT set_config('bulkops.tenant_id', $1, true)", str(tenant_id))
         yield conn
-
-
-async def set_tenant(conn: asyncpg.Connection, tenant_id: str) -> None:
-    """Scope the current transaction of `conn` to `tenant_id`."""
-    await conn.execute("SELECT set_config('bulkops.tenant_id', $1, true)", str(tenant_id))

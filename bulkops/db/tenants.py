@@ -1,4 +1,5 @@
-"""Tenants and their tokens: administration, run as the owner role."""
+"""Tenants and their tokens: administration, run as the owner role; and resolving a token
+to its tenant, which the application role may do only through a SECURITY DEFINER function."""
 
 from __future__ import annotations
 
@@ -16,7 +17,22 @@ async def ensure_tenant(conn: asyncpg.Connection, name: str) -> str:
     return str(tenant_id)
 
 
+async def product_count(conn: asyncpg.Connection, name: str) -> int:
+    """How many products the tenant called `name` has (0 when there is no such tenant)."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM products p JOIN tenants t ON t.id = p.tenant_id WHERE t.name = $1",
+        name,
+    )
+    return count
+
+
 async def insert_token(conn: asyncpg.Connection, tenant_id: str, token_hash: bytes) -> None:
     await conn.execute(
         "INSERT INTO api_tokens (tenant_id, token_hash) VALUES ($1, $2)", tenant_id, token_hash
     )
+
+
+async def authenticate_token(conn: asyncpg.Connection, token_hash: bytes) -> str | None:
+    """The id of the tenant whose token has this hash, or None."""
+    tenant = await conn.fetchval("SELECT authenticate_token($1)", token_hash)
+    return str(tenant) if tenant is not None else None

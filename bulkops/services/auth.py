@@ -9,6 +9,8 @@ import time
 
 import asyncpg
 
+from bulkops.db.tenants import authenticate_token
+
 TOKEN_PREFIX = "bko_"
 _CACHE_SECONDS = 30.0
 _CACHE_SIZE = 10_000
@@ -81,9 +83,8 @@ class Authenticator:
     async def _lookup(self, digest: bytes) -> str | None:
         now = time.monotonic()
         async with self._pool.acquire() as conn:
-            tenant = await conn.fetchval("SELECT authenticate_token($1)", digest)
+            result = await authenticate_token(conn, digest)
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.clear()
-        result = str(tenant) if tenant is not None else None
         self._cache[digest] = (now + _CACHE_SECONDS, result)
         return result

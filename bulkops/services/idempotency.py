@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from bulkops.db import idempotency as idempotency_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.errors import InputError
 
@@ -75,66 +76,40 @@ async def claim(
     response of the first request. Refuses other input under the same key, and a key
     whose first request is still running."""
     async with tenant_transaction(pool, tenant_id) as conn:
-        claimed = await conn.fetchval(
-            """INSERT INTO idempotency_keys
-                 (key, operation, request_hash, locked_until, expires_at)
-               VALUES ($1, $2, $3, now() + make_interval(secs => $4), now() + $5)
-               ON CONFLICT (tenant_id, key) DO UPDATE SET
-                 operation = EXCLUDED.operation,
-                 request_hash = EXCLUDED.request_hash,
-                 response = NULL,
-                 locked_until = EXCLUDED.locked_until,
-                 expires_at = EXCLUDED.expires_at,
-                 created_at = now()
-               WHERE idempotency_keys.expires_at < now()
-                  OR (idempotency_keys.response IS NULL
-                      AND idempotency_keys.locked_until < now()
-                      AND idempotency_keys.request_hash = EXCLUDED.request_hash)
-               RETURNING true""",
-            key,
-            operation,
-            fingerprint,
-            LOCK_SECONDS,
-            ttl,
+        claimed = await idempotency_db.claim_key(
+            conn,
+            key=key,
+            operation=operation,
+            fingerprint=fingerprint,
+            lock_seconds=LOCK_SECONDS,
+            ttl=ttl,
         )
         if claimed:
             return None
-        row = await conn.fetchrow(
-            """SELECT operation, request_hash, response FROM idempotency_keys
-               WHERE key = $1 AND tenant_id = current_tenant_id()""",
-            key,
-        )
+        stored = await idempotency_db.stored_request(conn, key)
     field = ["options", "idempotencyKey"]
-    if row["operation"] != operation or bytes(row["request_hash"]) != fingerprint:
+    if stored.operation != operation or stored.request_hash != fingerprint:
         raise InputError(
             "This idempotency key was used with a different request.",
             code="IDEMPOTENCY_KEY_REUSED",
             field=field,
         )
-    if row["response"] is None:
+    if stored.response is None:
         raise InputError(
             "A request with this idempotency key is still being processed; retry later.",
             code="IDEMPOTENCY_KEY_IN_USE",
             field=field,
         )
-    response: dict[str, Any] = row["response"]
-    return response
+    return stored.response
 
 
 async def store(pool: asyncpg.Pool, tenant_id: str, key: str, response: dict[str, Any]) -> None:
+    """Keep the first request's response under `key`, for its repeats to replay."""
     async with tenant_transaction(pool, tenant_id) as conn:
-        await conn.execute(
-            """UPDATE idempotency_keys SET response = $2
-               WHERE key = $1 AND tenant_id = current_tenant_id()""",
-            key,
-            response,
-        )
+        await idempotency_db.store_response(conn, key, response)
 
 
 async def release(pool: asyncpg.Pool, tenant_id: str, key: str) -> None:
     """Forget a key whose request failed unexpectedly, so a retry may run."""
     async with tenant_transaction(pool, tenant_id) as conn:
-        await conn.execute(
-            "DELETE FROM idempotency_keys WHERE key = $1 AND tenant_id = current_tenant_id()",
-            key,
-        )
+        await idempotency_db.delete_key(conn, key)

@@ -9,6 +9,7 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from bulkops.db import export_files as export_files_db
+from bulkops.db import housekeeping as housekeeping_db
 from bulkops.db import imports as imports_db
 from bulkops.services.files import purge_deleted_files
 from bulkops.services.queue import enqueue_slice, request_purge, waiting_among
@@ -22,18 +23,16 @@ async def reconcile(deps: WorkerDeps, redis: ArqRedis) -> int:
     its worker died (its lease lapsed) or Redis lost the queue. The database is the
     source of truth. Returns how many jobs were re-enqueued."""
     async with deps.pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT id, tenant_id, priority FROM unheld_jobs($1, 1000)",
-            timedelta(seconds=deps.settings.lease_seconds),
+        jobs = await housekeeping_db.unheld_jobs(
+            conn, timedelta(seconds=deps.settings.lease_seconds)
         )
     # A backlog of queued jobs is unheld too: ask Redis about all of them at once.
-    waiting = await waiting_among(redis, [str(row["id"]) for row in rows])
+    waiting = await waiting_among(redis, [job.id for job in jobs])
     revived = 0
-    for row in rows:
-        job_id = str(row["id"])
-        if job_id in waiting:
+    for job in jobs:
+        if job.id in waiting:
             continue
-        await enqueue_slice(redis, job_id, str(row["tenant_id"]), row["priority"])
+        await enqueue_slice(redis, job.id, job.tenant_id, job.priority)
         revived += 1
     if revived:
         log.warning("re-enqueued %d job(s) that had no live worker or queued slice", revived)
@@ -51,8 +50,8 @@ async def remove_expired(deps: WorkerDeps) -> int:
         queued = await export_files_db.remove_expired(conn, retention)
         if queued:
             log.info("queued %d expired export file(s) for removal", queued)
-        removed: int = await conn.fetchval("SELECT remove_expired($1)", retention)
-        await conn.execute("SELECT remove_expired_match_inputs($1)", retention)
+        removed = await housekeeping_db.remove_expired(conn, retention)
+        await housekeeping_db.remove_expired_match_inputs(conn, retention)
         await imports_db.remove_stale(conn)
     return removed
 
@@ -60,8 +59,7 @@ async def remove_expired(deps: WorkerDeps) -> int:
 async def sweep_files(deps: WorkerDeps, redis: ArqRedis) -> int:
     """Queue a purge for every tenant with stored files still waiting to be removed."""
     async with deps.pool.acquire() as conn:
-        rows = await conn.fetch("SELECT t FROM tenants_with_file_deletions() AS t")
-    tenants = [str(r["t"]) for r in rows]
+        tenants = await housekeeping_db.tenants_with_file_deletions(conn)
     for tenant_id in tenants:
         await request_purge(redis, tenant_id)
     return len(tenants)

@@ -87,7 +87,10 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         assert settings.database_url
         pool = await create_pool(
-            settings.database_url, min_size=1, max_size=settings.worker_max_jobs + 1
+            settings.database_url,
+            role=settings.app_role,
+            min_size=1,
+            max_size=settings.worker_max_jobs + 1,
         )
         ctx["deps"] = WorkerDeps(
             settings=settings,

@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> Starlette:
         assert settings.database_url and settings.redis_url
         pool = await create_pool(
             settings.database_url,
+            role=settings.app_role,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
         )

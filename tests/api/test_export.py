@@ -497,7 +497,7 @@ async def test_closing_an_export_at_any_moment_returns_a_clean_connection(
     waiting for Postgres (or to have a chunk arrived, not yet handed over) as for the reader."""
     await make_products(owner, storage, tenant, 20_000, with_images=False)
     assert settings.database_url
-    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    pool = await create_pool(settings.database_url, role=settings.app_role, min_size=1, max_size=1)
     try:
         for turns in [0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144] * 2:
             stream = catalog_stream(pool, tenant.id, ProductFilter(), fmt)

@@ -41,7 +41,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 STATIC_DIR = Path(bulkops.__file__).parent / "static"
-SCREENSHOT = Path("/tmp/graphiql.png")
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 pytestmark = pytest.mark.skipif(
@@ -100,7 +99,7 @@ def browser() -> Iterator[Browser]:
 
 
 def test_graphiql_page_works_offline_with_the_token_from_the_url(
-    base_url: str, browser: Browser
+    base_url: str, browser: Browser, tmp_path: Path
 ) -> None:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
@@ -146,7 +145,7 @@ def test_graphiql_page_works_offline_with_the_token_from_the_url(
         # Running the example query reaches the server and shows its answer.
         page.get_by_role("button", name="Execute query (Ctrl-Enter)").click()
         expect(page.locator(".graphiql-response .CodeMirror-code")).to_contain_text("errors")
-        page.screenshot(path=str(SCREENSHOT))
+        page.screenshot(path=str(tmp_path / "graphiql.png"))
 
         # A reload, without the fragment, keeps the token (it is kept in localStorage).
         page.goto(f"{base_url}/graphql")
