@@ -137,7 +137,7 @@ async def resume_job(info: Info, id: strawberry.ID) -> JobActionResult:
 
 async def retry_job(info: Info, id: strawberry.ID, scope: RetryScope) -> RetryJobResult:
     async def action(pool: Any, redis: Any, tenant_id: str, job_id: str) -> JobState:
-        return await job_service.retry_job(pool, redis, tenant_id, job_id, scope=scope.value)
+        return await job_service.retry_job(pool, redis, tenant_id, job_id, scope=scope)
 
     result = await _act(info, id, action)
     return JobQueued(job=Job.from_state(result)) if isinstance(result, JobState) else result
