@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -65,22 +66,12 @@ async def jobs(
     after: str | None,
 ) -> JobConnection:
     size = page_size(first)
-    before: tuple[str, str] | None = None
-    raw = decode_cursor(after, "job")
-    if raw is not None:
-        created, _, job_id = raw.rpartition("|")
-        before = (created, job_id)
+    before = _job_cursor(after)
     statuses = [s.value for s in status] if status else None
     async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
-        try:
-            rows = await jobs_db.list_jobs(
-                conn, statuses=statuses, operation=operation, before=before, limit=size + 1
-            )
-        except (ValueError, TypeError):
-            raise StrawberryGraphQLError(
-                "The cursor is not valid here.",
-                extensions={"code": "BAD_USER_INPUT", "field": ["after"]},
-            ) from None
+        rows = await jobs_db.list_jobs(
+            conn, statuses=statuses, operation=operation, before=before, limit=size + 1
+        )
         total = await jobs_db.count_jobs(conn, statuses=statuses, operation=operation)
     edges = [
         JobEdge(
@@ -94,6 +85,21 @@ async def jobs(
         page_info=PageInfo.of(edges, has_next=len(rows) > size, has_previous=after is not None),
         total_count=total,
     )
+
+
+def _job_cursor(after: str | None) -> tuple[datetime, str] | None:
+    """The (created_at, id) of the job a `jobs` cursor points after."""
+    raw = decode_cursor(after, "job")
+    if raw is None:
+        return None
+    created, _, job_id = raw.rpartition("|")
+    try:
+        return datetime.fromisoformat(created), str(uuid.UUID(job_id))
+    except ValueError:
+        raise StrawberryGraphQLError(
+            "The cursor is not valid here.",
+            extensions={"code": "BAD_USER_INPUT", "field": ["after"]},
+        ) from None
 
 
 def operations() -> list[OperationInfo]:
