@@ -6,7 +6,6 @@ PREFIX = "bulkops:v1"
 QUEUE_NAME = f"{PREFIX}:queue"
 # Keeps an API process's pub/sub connection subscribed while it has no listeners.
 BROKER_CHANNEL = f"{PREFIX}:broker"
-TERMINAL_STATUSES = frozenset({"CANCELLED", "SUCCEEDED", "PARTIAL", "FAILED"})
 
 
 def job_channel(job_id: str) -> str:

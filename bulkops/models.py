@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bulkops.constants import TERMINAL_STATUSES
+from bulkops.domain import TERMINAL_STATUSES
 
 
 def _iso(value: datetime | None) -> str | None:

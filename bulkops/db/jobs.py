@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -357,7 +358,7 @@ async def list_jobs(
     *,
     statuses: list[str] | None,
     operation: str | None,
-    before: tuple[str, str] | None,
+    before: tuple[datetime, str] | None,
     limit: int,
 ) -> list[JobState]:
     """The tenant's jobs, newest first; `before` is the (created_at, id) of the last seen."""

@@ -1,58 +1,30 @@
-"""GraphQL enums, as in the public contract."""
+"""GraphQL enums, as in the public contract: the domain enums, registered with Strawberry.
+
+`strawberry.enum` attaches its definition to the class it is given and returns that same
+class, so the names below are the domain enums themselves. They are bound as plain aliases
+and registered apart because mypy does not take a call's result as a type."""
 
 from __future__ import annotations
 
-from enum import Enum
-
 import strawberry
 
+from bulkops import domain
 
-@strawberry.enum
-class ExecutionMode(Enum):
-    AUTO = "AUTO"
-    INLINE = "INLINE"
-    BACKGROUND = "BACKGROUND"
+ExecutionMode = domain.ExecutionMode
+JobStatus = domain.JobStatus
+ProductStatus = domain.ProductStatus
+Priority = domain.Priority
+ErrorPolicy = domain.ErrorPolicy
+RetryScope = domain.RetryScope
+ExportFormat = domain.ExportFormat
 
-
-@strawberry.enum
-class JobStatus(Enum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    PAUSED = "PAUSED"
-    CANCELLING = "CANCELLING"
-    CANCELLED = "CANCELLED"
-    SUCCEEDED = "SUCCEEDED"
-    PARTIAL = "PARTIAL"
-    FAILED = "FAILED"
-
-
-@strawberry.enum
-class ProductStatus(Enum):
-    DRAFT = "DRAFT"
-    ACTIVE = "ACTIVE"
-    ARCHIVED = "ARCHIVED"
-
-
-@strawberry.enum
-class Priority(Enum):
-    HIGH = "HIGH"
-    NORMAL = "NORMAL"
-    LOW = "LOW"
-
-
-@strawberry.enum
-class ErrorPolicy(Enum):
-    CONTINUE = "CONTINUE"
-    ABORT = "ABORT"
-
-
-@strawberry.enum
-class RetryScope(Enum):
-    FAILED_ITEMS = "FAILED_ITEMS"
-    ALL = "ALL"
-
-
-@strawberry.enum
-class ExportFormat(Enum):
-    CSV = "CSV"
-    JSONL = "JSONL"
+for _enum in (
+    ExecutionMode,
+    JobStatus,
+    ProductStatus,
+    Priority,
+    ErrorPolicy,
+    RetryScope,
+    ExportFormat,
+):
+    strawberry.enum(_enum)

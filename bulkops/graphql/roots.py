@@ -19,9 +19,9 @@ from bulkops.graphql.inputs import (
 )
 from bulkops.graphql.resolvers import bulk, catalog, export_files, matching
 from bulkops.graphql.resolvers import jobs as job_resolvers
-from bulkops.graphql.types.catalog import Dataset, DatasetConnection, Product, ProductConnection
-from bulkops.graphql.types.common import Info
-from bulkops.graphql.types.jobs import Job, JobConnection, OperationInfo
+from bulkops.graphql.types.catalog import Dataset, Product
+from bulkops.graphql.types.common import Connection, Info
+from bulkops.graphql.types.jobs import Job, OperationInfo
 from bulkops.graphql.types.results import (
     CreateDatasetResult,
     JobActionResult,
@@ -44,7 +44,7 @@ class Query:
         filter: ProductFilter | None = None,
         first: int | None = 50,
         after: str | None = None,
-    ) -> ProductConnection:
+    ) -> Connection[Product]:
         return await catalog.products(info, filter, first, after)
 
     @strawberry.field
@@ -54,7 +54,7 @@ class Query:
     @strawberry.field
     async def datasets(
         self, info: Info, first: int | None = 50, after: str | None = None
-    ) -> DatasetConnection:
+    ) -> Connection[Dataset]:
         return await catalog.datasets(info, first, after)
 
     @strawberry.field
@@ -69,7 +69,7 @@ class Query:
         operation: str | None = None,
         first: int | None = 50,
         after: str | None = None,
-    ) -> JobConnection:
+    ) -> Connection[Job]:
         return await job_resolvers.jobs(info, status, operation, first, after)
 
     @strawberry.field(description="The bulk operations and their thresholds.")

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from bulkops.db import jobs as jobs_db
 from bulkops.db import matching as matching_db
 from bulkops.db.pool import tenant_transaction
+from bulkops.domain import JobStatus, RetryScope
 from bulkops.errors import InputError, NotFoundError
 from bulkops.models import JobState
 from bulkops.selection import Selection, StagedRows
@@ -28,14 +29,14 @@ async def cancel_job(pool: asyncpg.Pool, redis: Redis, tenant_id: str, job_id: s
             raise InputError(
                 f"The job already ended {job.status}.", code="JOB_FINISHED", field=["id"]
             )
-        if job.status == "CANCELLING":
+        if job.status == JobStatus.CANCELLING:
             return job
-        if job.status in ("QUEUED", "PAUSED"):
+        if job.status in (JobStatus.QUEUED, JobStatus.PAUSED):
             job = await jobs_db.set_status(
-                conn, job_id, "CANCELLED", step="cancelled", result=job_result(job)
+                conn, job_id, JobStatus.CANCELLED, step="cancelled", result=job_result(job)
             )
         else:
-            job = await jobs_db.set_status(conn, job_id, "CANCELLING", step="cancelling")
+            job = await jobs_db.set_status(conn, job_id, JobStatus.CANCELLING, step="cancelling")
     await publish_state(redis, job)
     return job
 
@@ -44,13 +45,13 @@ async def pause_job(pool: asyncpg.Pool, redis: Redis, tenant_id: str, job_id: st
     """A queued or running job stops after its current batch and waits as PAUSED."""
     async with tenant_transaction(pool, tenant_id) as conn:
         job = await _locked(conn, job_id)
-        if job.status == "PAUSED":
+        if job.status == JobStatus.PAUSED:
             return job
-        if job.status not in ("QUEUED", "RUNNING"):
+        if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             raise InputError(
                 f"A {job.status} job cannot be paused.", code="JOB_NOT_PAUSABLE", field=["id"]
             )
-        job = await jobs_db.set_status(conn, job_id, "PAUSED", step="paused")
+        job = await jobs_db.set_status(conn, job_id, JobStatus.PAUSED, step="paused")
     await publish_state(redis, job)
     return job
 
@@ -59,20 +60,20 @@ async def resume_job(pool: asyncpg.Pool, redis: ArqRedis, tenant_id: str, job_id
     """A paused job is queued again and continues from its cursor."""
     async with tenant_transaction(pool, tenant_id) as conn:
         job = await _locked(conn, job_id)
-        if job.status != "PAUSED":
+        if job.status != JobStatus.PAUSED:
             raise InputError(
                 f"Only a paused job can be resumed; this one is {job.status}.",
                 code="JOB_NOT_PAUSED",
                 field=["id"],
             )
-        job = await jobs_db.set_status(conn, job_id, "QUEUED", step="queued")
+        job = await jobs_db.set_status(conn, job_id, JobStatus.QUEUED, step="queued")
     await enqueue_slice(redis, job.id, tenant_id, job.priority)
     await publish_state(redis, job)
     return job
 
 
 async def retry_job(
-    pool: asyncpg.Pool, redis: ArqRedis, tenant_id: str, job_id: str, *, scope: str
+    pool: asyncpg.Pool, redis: ArqRedis, tenant_id: str, job_id: str, *, scope: RetryScope
 ) -> JobState:
     """A new job, linked to this one as its parent, over the items that failed
     (FAILED_ITEMS) or over the whole original selection (ALL). A matchProducts job's
@@ -104,7 +105,7 @@ async def retry_job(
 
 
 async def _retry_items(
-    conn: asyncpg.Connection, job: JobState, selection: dict[str, Any], *, scope: str
+    conn: asyncpg.Connection, job: JobState, selection: dict[str, Any], *, scope: RetryScope
 ) -> JobState:
     """The child of a job over catalog items: its failed ids, or its selection again."""
     if "staged" in selection:
@@ -115,7 +116,7 @@ async def _retry_items(
             field=["id"],
         )
     failed: list[int] = []
-    if scope == "FAILED_ITEMS":
+    if scope == RetryScope.FAILED_ITEMS:
         failed = await jobs_db.failed_item_ids(conn, job.id)
         if not failed:
             raise _nothing_to_retry()
@@ -139,13 +140,13 @@ async def _retry_items(
 
 
 async def _retry_match(
-    conn: asyncpg.Connection, job: JobState, selection: dict[str, Any], *, scope: str
+    conn: asyncpg.Connection, job: JobState, selection: dict[str, Any], *, scope: RetryScope
 ) -> JobState:
     """The child of a matchProducts job: the same rows (ALL) or the rows that failed
     (FAILED_ITEMS), staged again under an input of its own, so that its results never
     overwrite the parent's. It matches against the catalog as it is when it runs."""
     rows: list[int] | None = None
-    if scope == "FAILED_ITEMS":
+    if scope == RetryScope.FAILED_ITEMS:
         rows = await matching_db.failed_rows(conn, job.id)
         if not rows:
             raise _nothing_to_retry()

@@ -27,15 +27,16 @@ from bulkops.constants import (
     slice_job_id,
     tenant_jobs_channel,
 )
+from bulkops.domain import Priority
 from bulkops.models import JobState
 
 log = logging.getLogger(__name__)
 PURGE_BUCKET_SECONDS = 2
 
 PRIORITY_HEAD_START = {
-    "HIGH": timedelta(hours=2),
-    "NORMAL": timedelta(hours=1),
-    "LOW": timedelta(0),
+    Priority.HIGH: timedelta(hours=2),
+    Priority.NORMAL: timedelta(hours=1),
+    Priority.LOW: timedelta(0),
 }
 MARKER_TTL = timedelta(days=2)
 # A slice not started within a day is dropped by arq (the reconciler queues it again).
@@ -66,7 +67,7 @@ async def enqueue_slice(
     if delay > 0:
         score = now_ms + int(delay * 1000)
     else:
-        score = now_ms - int(PRIORITY_HEAD_START[priority].total_seconds() * 1000)
+        score = now_ms - int(PRIORITY_HEAD_START[Priority(priority)].total_seconds() * 1000)
     payload = serialize_job(
         "run_job",
         (job_id, tenant_id),

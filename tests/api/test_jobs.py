@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import asyncpg
@@ -383,3 +384,39 @@ async def test_a_second_jobs_subscriber_also_starts_with_the_unfinished_jobs(
         (first_job, "QUEUED"),
         (second_job, "QUEUED"),
     }
+
+
+JOBS_PAGE = """
+query($after: String) {
+  jobs(first: 2, after: $after) {
+    totalCount
+    pageInfo { hasNextPage hasPreviousPage endCursor }
+    edges { node { id } }
+  }
+}"""
+
+
+async def test_the_jobs_list_pages_newest_first_from_a_cursor(
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+) -> None:
+    await make_products(owner, storage, tenant, 3, with_images=False)
+    queued = [await queue_delete(gql, {"ids": [str(i)]}) for i in (1, 2, 3)]
+    first = (await gql(JOBS_PAGE, {"after": None}))["jobs"]
+    second = (await gql(JOBS_PAGE, {"after": first["pageInfo"]["endCursor"]}))["jobs"]
+    assert first["totalCount"] == second["totalCount"] == 3
+    assert first["pageInfo"]["hasNextPage"] is True
+    assert second["pageInfo"] == {
+        "hasNextPage": False,
+        "hasPreviousPage": True,
+        "endCursor": second["pageInfo"]["endCursor"],
+    }
+    listed = [e["node"]["id"] for e in first["edges"] + second["edges"]]
+    assert listed == queued[::-1]
+
+
+async def test_a_jobs_cursor_that_is_not_one_is_bad_input(gql: GraphQLClient) -> None:
+    forged = base64.urlsafe_b64encode(b"job:yesterday|not-a-job").decode()
+    for after in ("garbage", forged):
+        response = await gql.post(JOBS_PAGE, {"after": after})
+        error = response.json()["errors"][0]
+        assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": ["after"]}

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry.exceptions import StrawberryGraphQLError
 
-from bulkops.db import datasets as datasets_db
-from bulkops.db import products as products_db
-from bulkops.db.pool import tenant_transaction
 from bulkops.errors import InputError
 from bulkops.graphql.inputs import ProductFilter
 from bulkops.graphql.paging import int_cursor, page_size
-from bulkops.graphql.types.catalog import (
-    Dataset,
-    DatasetConnection,
-    DatasetEdge,
-    Product,
-    ProductConnection,
-    ProductEdge,
-)
-from bulkops.graphql.types.common import Info, PageInfo, encode_cursor
+from bulkops.graphql.types.catalog import Dataset, Product
+from bulkops.graphql.types.common import Connection, Info, connection, encode_cursor
 from bulkops.graphql.types.results import CreateDatasetResult, Rejected
 from bulkops.selection import ProductFilter as FilterModel
 from bulkops.selection import parse_id
+from bulkops.services import catalog
 
 
 def to_filter(flt: ProductFilter | None, field: list[str]) -> FilterModel | None:
@@ -53,35 +45,31 @@ async def product(info: Info, id: strawberry.ID) -> Product | None:
     product_id = _id_or_none(id)
     if product_id is None:
         return None
-    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
-        rows = await products_db.products_by_ids(conn, [product_id])
-    return Product.from_row(rows[0]) if rows else None
+    row = await catalog.get_product(info.context.state["pool"], info.context.tenant, product_id)
+    return Product.from_row(row) if row else None
 
 
 async def products(
     info: Info, filter: ProductFilter | None, first: int | None, after: str | None
-) -> ProductConnection:
+) -> Connection[Product]:
     size = page_size(first)
     start = int_cursor(after, "product")
     try:
         flt = to_filter(filter, ["filter"])
     except InputError as exc:
-        from strawberry.exceptions import StrawberryGraphQLError
-
         raise StrawberryGraphQLError(
             exc.message, extensions={"code": exc.code, "field": exc.field}
         ) from None
-    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
-        rows = await products_db.list_products(conn, flt, after=start, limit=size + 1)
-        total = await products_db.count_filter(conn, flt)
-    edges = [
-        ProductEdge(cursor=encode_cursor("product", r.id), node=Product.from_row(r))
-        for r in rows[:size]
-    ]
-    return ProductConnection(
-        edges=edges,
-        page_info=PageInfo.of(edges, has_next=len(rows) > size, has_previous=start > 0),
-        total_count=total,
+    page = await catalog.list_products(
+        info.context.state["pool"], info.context.tenant, flt, after=start, limit=size
+    )
+    return connection(
+        page.rows,
+        cursor=lambda r: encode_cursor("product", r.id),
+        node=Product.from_row,
+        has_next=page.has_next,
+        has_previous=start > 0,
+        total=page.total,
     )
 
 
@@ -89,42 +77,29 @@ async def dataset(info: Info, id: strawberry.ID) -> Dataset | None:
     dataset_id = _id_or_none(id)
     if dataset_id is None:
         return None
-    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
-        rows = await datasets_db.get_datasets(conn, [dataset_id])
-    return Dataset.from_row(rows[0]) if rows else None
+    row = await catalog.get_dataset(info.context.state["pool"], info.context.tenant, dataset_id)
+    return Dataset.from_row(row) if row else None
 
 
-async def datasets(info: Info, first: int | None, after: str | None) -> DatasetConnection:
+async def datasets(info: Info, first: int | None, after: str | None) -> Connection[Dataset]:
     size = page_size(first)
     start = int_cursor(after, "dataset")
-    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
-        rows = await datasets_db.list_datasets(conn, after=start, limit=size + 1)
-        total = await datasets_db.count_datasets(conn)
-    edges = [
-        DatasetEdge(cursor=encode_cursor("dataset", r.id), node=Dataset.from_row(r))
-        for r in rows[:size]
-    ]
-    return DatasetConnection(
-        edges=edges,
-        page_info=PageInfo.of(edges, has_next=len(rows) > size, has_previous=start > 0),
-        total_count=total,
+    page = await catalog.list_datasets(
+        info.context.state["pool"], info.context.tenant, after=start, limit=size
+    )
+    return connection(
+        page.rows,
+        cursor=lambda r: encode_cursor("dataset", r.id),
+        node=Dataset.from_row,
+        has_next=page.has_next,
+        has_previous=start > 0,
+        total=page.total,
     )
 
 
 async def create_dataset(info: Info, name: str) -> CreateDatasetResult:
-    clean = name.strip()
-    if not clean or len(clean) > 200:
-        return Rejected(
-            code="INVALID_NAME",
-            message="A dataset name has 1 to 200 characters.",
-            field=["name"],
-        )
-    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
-        row = await datasets_db.create_dataset(conn, clean)
-    if row is None:
-        return Rejected(
-            code="DUPLICATE_NAME",
-            message=f"A dataset named {clean!r} exists already.",
-            field=["name"],
-        )
+    try:
+        row = await catalog.create_dataset(info.context.state["pool"], info.context.tenant, name)
+    except InputError as exc:
+        return Rejected(code=exc.code, message=exc.message, field=exc.field or None)
     return Dataset.from_row(row)

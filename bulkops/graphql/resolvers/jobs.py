@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -13,21 +14,15 @@ import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
 
 from bulkops.constants import job_channel, tenant_jobs_channel
-from bulkops.db import jobs as jobs_db
-from bulkops.db.pool import tenant_transaction
 from bulkops.errors import InputError
 from bulkops.graphql.enums import JobStatus, RetryScope
 from bulkops.graphql.paging import decode_cursor, page_size
-from bulkops.graphql.types.common import Info, PageInfo, encode_cursor
-from bulkops.graphql.types.jobs import (
-    Job,
-    JobConnection,
-    JobEdge,
-    OperationInfo,
-)
+from bulkops.graphql.types.common import Connection, Info, connection, encode_cursor
+from bulkops.graphql.types.jobs import Job, OperationInfo
 from bulkops.graphql.types.results import JobActionResult, JobQueued, Rejected, RetryJobResult
 from bulkops.models import JobState
 from bulkops.operations import REGISTRY
+from bulkops.services import job_reads
 from bulkops.services import jobs as job_service
 
 JobAction = Callable[[Any, Any, str, str], Awaitable[JobState]]
@@ -44,16 +39,11 @@ def _job_uuid(value: str) -> str | None:
         return None
 
 
-async def _read(info: Info, job_id: str) -> JobState | None:
-    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
-        return await jobs_db.get_job(conn, job_id)
-
-
 async def job(info: Info, id: strawberry.ID) -> Job | None:
     job_id = _job_uuid(id)
     if job_id is None:
         return None
-    state = await _read(info, job_id)
+    state = await job_reads.get_job(info.context.state["pool"], info.context.tenant, job_id)
     return Job.from_state(state) if state else None
 
 
@@ -63,37 +53,39 @@ async def jobs(
     operation: str | None,
     first: int | None,
     after: str | None,
-) -> JobConnection:
+) -> Connection[Job]:
     size = page_size(first)
-    before: tuple[str, str] | None = None
-    raw = decode_cursor(after, "job")
-    if raw is not None:
-        created, _, job_id = raw.rpartition("|")
-        before = (created, job_id)
-    statuses = [s.value for s in status] if status else None
-    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
-        try:
-            rows = await jobs_db.list_jobs(
-                conn, statuses=statuses, operation=operation, before=before, limit=size + 1
-            )
-        except (ValueError, TypeError):
-            raise StrawberryGraphQLError(
-                "The cursor is not valid here.",
-                extensions={"code": "BAD_USER_INPUT", "field": ["after"]},
-            ) from None
-        total = await jobs_db.count_jobs(conn, statuses=statuses, operation=operation)
-    edges = [
-        JobEdge(
-            cursor=encode_cursor("job", f"{r.created_at.isoformat()}|{r.id}"),
-            node=Job.from_state(r),
-        )
-        for r in rows[:size]
-    ]
-    return JobConnection(
-        edges=edges,
-        page_info=PageInfo.of(edges, has_next=len(rows) > size, has_previous=after is not None),
-        total_count=total,
+    page = await job_reads.list_jobs(
+        info.context.state["pool"],
+        info.context.tenant,
+        statuses=status or None,
+        operation=operation,
+        before=_job_cursor(after),
+        limit=size,
     )
+    return connection(
+        page.rows,
+        cursor=lambda r: encode_cursor("job", f"{r.created_at.isoformat()}|{r.id}"),
+        node=Job.from_state,
+        has_next=page.has_next,
+        has_previous=after is not None,
+        total=page.total,
+    )
+
+
+def _job_cursor(after: str | None) -> tuple[datetime, str] | None:
+    """The (created_at, id) of the job a `jobs` cursor points after."""
+    raw = decode_cursor(after, "job")
+    if raw is None:
+        return None
+    created, _, job_id = raw.rpartition("|")
+    try:
+        return datetime.fromisoformat(created), str(uuid.UUID(job_id))
+    except ValueError:
+        raise StrawberryGraphQLError(
+            "The cursor is not valid here.",
+            extensions={"code": "BAD_USER_INPUT", "field": ["after"]},
+        ) from None
 
 
 def operations() -> list[OperationInfo]:
@@ -137,7 +129,7 @@ async def resume_job(info: Info, id: strawberry.ID) -> JobActionResult:
 
 async def retry_job(info: Info, id: strawberry.ID, scope: RetryScope) -> RetryJobResult:
     async def action(pool: Any, redis: Any, tenant_id: str, job_id: str) -> JobState:
-        return await job_service.retry_job(pool, redis, tenant_id, job_id, scope=scope.value)
+        return await job_service.retry_job(pool, redis, tenant_id, job_id, scope=scope)
 
     result = await _act(info, id, action)
     return JobQueued(job=Job.from_state(result)) if isinstance(result, JobState) else result
@@ -188,8 +180,7 @@ async def subscribe_job(info: Info, id: strawberry.ID) -> AsyncGenerator[Job, No
     recheck = context.state["settings"].subscription_recheck_seconds
 
     async def read() -> JobState | None:
-        async with tenant_transaction(pool, tenant) as conn:
-            return await jobs_db.get_job(conn, job_id)
+        return await job_reads.get_job(pool, tenant, job_id)
 
     key = ("job", tenant, job_id)
     async with broker.listen(job_channel(job_id)) as mailbox:
@@ -235,14 +226,7 @@ async def subscribe_jobs(info: Info, status: list[JobStatus] | None) -> AsyncGen
     seen: dict[str, int] = {}
 
     async def read() -> list[JobState]:
-        async with tenant_transaction(pool, tenant) as conn:
-            return await jobs_db.list_jobs(
-                conn,
-                statuses=["QUEUED", "RUNNING", "PAUSED", "CANCELLING"],
-                operation=None,
-                before=None,
-                limit=100,
-            )
+        return await job_reads.list_unfinished_jobs(pool, tenant)
 
     async with broker.listen(tenant_jobs_channel(tenant)) as mailbox:
         current = await broker.reads.read(("jobs", tenant), read, since=time.monotonic())

@@ -10,7 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from bulkops.graphql.enums import ProductStatus
-from bulkops.graphql.types.common import Info, PageInfo
+from bulkops.graphql.types.common import Info
 from bulkops.models import DatasetRow, ImageRow, ProductRow
 
 
@@ -97,29 +97,3 @@ class Product:
     async def datasets(self, info: Info) -> list[Dataset]:
         rows = await info.context.loaders.datasets_of_product.load(int(self.id))
         return [Dataset.from_row(r) for r in rows]
-
-
-@strawberry.type
-class ProductEdge:
-    cursor: str
-    node: Product
-
-
-@strawberry.type
-class ProductConnection:
-    edges: list[ProductEdge]
-    page_info: PageInfo
-    total_count: int
-
-
-@strawberry.type
-class DatasetEdge:
-    cursor: str
-    node: Dataset
-
-
-@strawberry.type
-class DatasetConnection:
-    edges: list[DatasetEdge]
-    page_info: PageInfo
-    total_count: int

@@ -1,9 +1,10 @@
-"""What every GraphQL type module shares: the resolver info, cursors, page info."""
+"""What every GraphQL type module shares: the resolver info, cursors, pages."""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
@@ -11,6 +12,9 @@ from bulkops.graphql.context import Context
 from bulkops.services.container import Services
 
 Info = strawberry.Info[Context, None]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def encode_cursor(kind: str, value: str | int) -> str:
@@ -33,6 +37,39 @@ class PageInfo:
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         )
+
+
+# Strawberry names a specialisation after its argument: Edge[Product] is ProductEdge and
+# Connection[Product] is ProductConnection, the names of the public contract.
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    total_count: int
+
+
+def connection(
+    rows: Sequence[R],
+    *,
+    cursor: Callable[[R], str],
+    node: Callable[[R], T],
+    has_next: bool,
+    has_previous: bool,
+    total: int,
+) -> Connection[T]:
+    """A page of `rows` as edges, each with its cursor and node."""
+    edges = [Edge(cursor=cursor(r), node=node(r)) for r in rows]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo.of(edges, has_next=has_next, has_previous=has_previous),
+        total_count=total,
+    )
 
 
 def services_of(info: Info) -> Services:

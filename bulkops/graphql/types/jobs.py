@@ -8,14 +8,13 @@ from typing import cast
 import strawberry
 from strawberry.scalars import JSON
 
-from bulkops.db import jobs as jobs_db
-from bulkops.db.pool import tenant_transaction
 from bulkops.graphql.enums import JobStatus, Priority
 from bulkops.graphql.paging import int_cursor, page_size
-from bulkops.graphql.types.common import Info, PageInfo, encode_cursor
+from bulkops.graphql.types.common import Connection, Info, connection, encode_cursor
 from bulkops.graphql.types.export_files import ResultFile, result_file
-from bulkops.graphql.types.matching import MatchRowConnection, job_match_results
+from bulkops.graphql.types.matching import MatchRow, job_match_results
 from bulkops.models import ItemFailure, JobState
+from bulkops.services import job_reads
 
 
 @strawberry.type
@@ -39,19 +38,6 @@ class ItemError:
             message=failure.message,
             column=failure.column,
         )
-
-
-@strawberry.type
-class ItemErrorEdge:
-    cursor: str
-    node: ItemError
-
-
-@strawberry.type
-class ItemErrorConnection:
-    edges: list[ItemErrorEdge]
-    page_info: PageInfo
-    total_count: int
 
 
 @strawberry.type
@@ -107,7 +93,7 @@ class Job:
     @strawberry.field
     async def errors(
         self, info: Info, first: int | None = 50, after: str | None = None
-    ) -> ItemErrorConnection:
+    ) -> Connection[ItemError]:
         return await job_errors(info, str(self.id), first=first, after=after)
 
     @strawberry.field(
@@ -116,8 +102,9 @@ class Job:
     async def queue_position(self, info: Info) -> int | None:
         if self.status is not JobStatus.QUEUED:
             return None
-        async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
-            return await jobs_db.queue_position(conn, str(self.id))
+        return await job_reads.queue_position(
+            info.context.state["pool"], info.context.tenant, str(self.id)
+        )
 
     @strawberry.field(
         description="A matchProducts job's rows and what each matched, in row order "
@@ -131,7 +118,7 @@ class Job:
         after: str | None = None,
         matched: bool | None = None,
         matched_by: str | None = None,
-    ) -> MatchRowConnection | None:
+    ) -> Connection[MatchRow] | None:
         if self.operation != "matchProducts":
             return None
         return await job_match_results(
@@ -156,19 +143,6 @@ class Job:
 
 
 @strawberry.type
-class JobEdge:
-    cursor: str
-    node: Job
-
-
-@strawberry.type
-class JobConnection:
-    edges: list[JobEdge]
-    page_info: PageInfo
-    total_count: int
-
-
-@strawberry.type
 class OperationInfo:
     name: str
     description: str
@@ -179,18 +153,17 @@ class OperationInfo:
 
 async def job_errors(
     info: Info, job_id: str, *, first: int | None, after: str | None
-) -> ItemErrorConnection:
+) -> Connection[ItemError]:
     size = page_size(first)
     start = int_cursor(after, "error")
-    async with tenant_transaction(info.context.state["pool"], info.context.tenant) as conn:
-        rows = await jobs_db.list_errors(conn, job_id, after=start, limit=size + 1)
-        total = await jobs_db.count_errors(conn, job_id)
-    edges = [
-        ItemErrorEdge(cursor=encode_cursor("error", row_id), node=ItemError.from_failure(f))
-        for row_id, f in rows[:size]
-    ]
-    return ItemErrorConnection(
-        edges=edges,
-        page_info=PageInfo.of(edges, has_next=len(rows) > size, has_previous=start > 0),
-        total_count=total,
+    page = await job_reads.list_job_errors(
+        info.context.state["pool"], info.context.tenant, job_id, after=start, limit=size
+    )
+    return connection(
+        page.rows,
+        cursor=lambda r: encode_cursor("error", r[0]),
+        node=lambda r: ItemError.from_failure(r[1]),
+        has_next=page.has_next,
+        has_previous=start > 0,
+        total=page.total,
     )

@@ -8,7 +8,7 @@ from strawberry.exceptions import StrawberryGraphQLError
 from bulkops.db.matching import ResultRow
 from bulkops.graphql.paging import int_cursor, page_size
 from bulkops.graphql.types.catalog import Product
-from bulkops.graphql.types.common import Info, PageInfo, encode_cursor, services_of
+from bulkops.graphql.types.common import Connection, Info, connection, encode_cursor, services_of
 from bulkops.models import ProductRow
 from bulkops.operations.match_products import MATCHED_BY
 from bulkops.services import matching
@@ -38,19 +38,6 @@ class MatchRow:
     )
 
 
-@strawberry.type
-class MatchRowEdge:
-    cursor: str
-    node: MatchRow
-
-
-@strawberry.type
-class MatchRowConnection:
-    edges: list[MatchRowEdge]
-    page_info: PageInfo
-    total_count: int
-
-
 def to_match_row(row: ResultRow, products: dict[int, ProductRow]) -> MatchRow:
     def product(product_id: int | None) -> Product | None:
         found = products.get(product_id) if product_id is not None else None
@@ -77,7 +64,7 @@ async def job_match_results(
     after: str | None,
     matched: bool | None,
     matched_by: str | None,
-) -> MatchRowConnection | None:
+) -> Connection[MatchRow] | None:
     """A matchProducts job's rows, a page at a time; None for another tenant's job."""
     size = page_size(first)
     start = int_cursor(after, "row")
@@ -97,12 +84,11 @@ async def job_match_results(
     total = await matching.count_results(
         svc, tenant, input_id, matched=matched, matched_by=matched_by
     )
-    edges = [
-        MatchRowEdge(cursor=encode_cursor("row", r.row), node=to_match_row(r, found.products))
-        for r in found.rows[:size]
-    ]
-    return MatchRowConnection(
-        edges=edges,
-        page_info=PageInfo.of(edges, has_next=len(found.rows) > size, has_previous=start > 0),
-        total_count=total,
+    return connection(
+        found.rows[:size],
+        cursor=lambda r: encode_cursor("row", r.row),
+        node=lambda r: to_match_row(r, found.products),
+        has_next=len(found.rows) > size,
+        has_previous=start > 0,
+        total=total,
     )

@@ -1,0 +1,57 @@
+"""The names a job, a product and an export can take, shared by every layer.
+
+They are `StrEnum`s so that a value read back from the database as a plain string still
+compares equal to its member, and a member goes to SQL, JSON and Redis as its string."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+    SUCCEEDED = "SUCCEEDED"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+
+
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
+    {JobStatus.CANCELLED, JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED}
+)
+
+
+class Priority(StrEnum):
+    HIGH = "HIGH"
+    NORMAL = "NORMAL"
+    LOW = "LOW"
+
+
+class ExecutionMode(StrEnum):
+    AUTO = "AUTO"
+    INLINE = "INLINE"
+    BACKGROUND = "BACKGROUND"
+
+
+class ErrorPolicy(StrEnum):
+    CONTINUE = "CONTINUE"
+    ABORT = "ABORT"
+
+
+class RetryScope(StrEnum):
+    FAILED_ITEMS = "FAILED_ITEMS"
+    ALL = "ALL"
+
+
+class ProductStatus(StrEnum):
+    DRAFT = "DRAFT"
+    ACTIVE = "ACTIVE"
+    ARCHIVED = "ARCHIVED"
+
+
+class ExportFormat(StrEnum):
+    CSV = "CSV"
+    JSONL = "JSONL"
