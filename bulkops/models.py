@@ -211,3 +211,61 @@ class JobState:
         for key in ("created_at", "started_at", "updated_at", "finished_at"):
             row[key] = _dt(row[key])
         return cls.from_row(row)
+
+
+@dataclass(frozen=True)
+class ExportFileRow:
+    id: str
+    tenant_id: str
+    storage_key: str
+    format: str
+    rows: int
+    bytes: int
+    last_id: int
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> ExportFileRow:
+        return cls(
+            id=str(row["id"]),
+            tenant_id=str(row["tenant_id"]),
+            storage_key=row["storage_key"],
+            format=row["format"],
+            rows=row["rows"],
+            bytes=row["bytes"],
+            last_id=row["last_id"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+        )
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """A stored outcome with its input row, as the results connection and download show it."""
+
+    row: int
+    status: str
+    product_id: int | None
+    matched_by: str | None
+    score: float | None
+    candidates: tuple[tuple[int, float], ...]
+    fields: dict[str, Any]
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> ResultRow:
+        return cls(
+            row=row["row_number"],
+            status=row["status"],
+            product_id=row["product_id"],
+            matched_by=row["matched_by"],
+            score=_rounded_score(row["score"]),
+            candidates=tuple((c["id"], round(c["score"], 6)) for c in row["candidates"]),
+            fields=row["fields"],
+            error=row["error_message"],
+        )
+
+
+def _rounded_score(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)

@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-
-@dataclass(frozen=True)
-class ExportFileRow:
-    id: str
-    tenant_id: str
-    storage_key: str
-    format: str
-    rows: int
-    bytes: int
-    last_id: int
-    created_at: datetime
-    expires_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Any) -> ExportFileRow:
-        return cls(
-            id=str(row["id"]),
-            tenant_id=str(row["tenant_id"]),
-            storage_key=row["storage_key"],
-            format=row["format"],
-            rows=row["rows"],
-            bytes=row["bytes"],
-            last_id=row["last_id"],
-            created_at=row["created_at"],
-            expires_at=row["expires_at"],
-        )
+from bulkops.models import ExportFileRow
 
 
 async def insert_file(

@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from bulkops.models import ResultRow
+
 # A value of these kinds is a trade item number: compared with products' barcodes and
 # with their identifiers of the same family (BARCODE is accepted on input only).
 CODE_KINDS = ("GTIN", "EAN", "UPC")
@@ -69,38 +71,6 @@ class RowOutcome:
     matched_by: str | None = None
     score: float | None = None
     candidates: tuple[tuple[int, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    """A stored outcome with its input row, as the results connection and download show it."""
-
-    row: int
-    status: str
-    product_id: int | None
-    matched_by: str | None
-    score: float | None
-    candidates: tuple[tuple[int, float], ...]
-    fields: dict[str, Any]
-    error: str | None
-
-    @classmethod
-    def from_row(cls, row: Any) -> ResultRow:
-        return cls(
-            row=row["row_number"],
-            status=row["status"],
-            product_id=row["product_id"],
-            matched_by=row["matched_by"],
-            score=_rounded(row["score"]),
-            candidates=tuple((c["id"], round(c["score"], 6)) for c in row["candidates"]),
-            fields=row["fields"],
-            error=row["error_message"],
-        )
-
-
-def _rounded(score: float | None) -> float | None:
-    # Similarities are stored as real: shown with the digits they have.
-    return None if score is None else round(score, 6)
 
 
 async def insert_input(

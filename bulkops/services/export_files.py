@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bulkops.db.export_files import ExportFileRow, get_files
+from bulkops.db.export_files import get_files
 from bulkops.db.pool import tenant_transaction
+from bulkops.models import ExportFileRow
 from bulkops.operations.export_products import storage_key
 from bulkops.services.container import Services
 from bulkops.services.signing import signature, valid_signature

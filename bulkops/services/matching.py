@@ -12,10 +12,9 @@ import asyncpg
 from bulkops.db import jobs as jobs_db
 from bulkops.db import matching as matching_db
 from bulkops.db import products as products_db
-from bulkops.db.matching import ResultRow
 from bulkops.db.pool import tenant_transaction
 from bulkops.errors import InputError
-from bulkops.models import ProductRow
+from bulkops.models import ProductRow, ResultRow
 from bulkops.selection import Selection, StagedRows
 from bulkops.services.container import Services
 from bulkops.services.match_input import MatchInput

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import strawberry
 
-from bulkops.db.export_files import ExportFileRow
 from bulkops.graphql.enums import ExportFormat
 from bulkops.graphql.types.common import Info, services_of
+from bulkops.models import ExportFileRow
 from bulkops.services import export_files
 from bulkops.services.signing import signing_key
 

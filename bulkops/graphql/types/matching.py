@@ -5,11 +5,10 @@ from __future__ import annotations
 import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
 
-from bulkops.db.matching import ResultRow
 from bulkops.graphql.paging import int_cursor, page_size
 from bulkops.graphql.types.catalog import Product
 from bulkops.graphql.types.common import Connection, Info, connection, encode_cursor, services_of
-from bulkops.models import ProductRow
+from bulkops.models import ProductRow, ResultRow
 from bulkops.operations.match_products import MATCHED_BY
 from bulkops.services import matching
 

@@ -13,8 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from bulkops.db.matching import ResultRow
-from bulkops.models import ProductRow
+from bulkops.models import ProductRow, ResultRow
 from bulkops.services import matching
 from bulkops.services.container import Services
 from bulkops.web.auth import with_tenant
