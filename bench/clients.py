@@ -16,7 +16,7 @@ from websockets.typing import Subprotocol
 
 from bench.catalog import BenchError
 from bench.stack import Stack
-from bulkops.constants import TERMINAL_STATUSES
+from bulkops.domain import TERMINAL_STATUSES
 
 JOB_FIELDS = "status version total processed succeeded skipped failed"
 WATCH = f"subscription($id: ID!) {{ job(id: $id) {{ {JOB_FIELDS} }} }}"

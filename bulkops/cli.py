@@ -18,6 +18,7 @@ from bulkops.db.migrate import apply_migrations
 from bulkops.db.tenants import ensure_tenant, insert_token, product_count
 from bulkops.dev.embedded import EmbeddedServers, ensure_servers
 from bulkops.dev.seed import print_progress, progress_bar, seed_products
+from bulkops.domain import JobStatus
 from bulkops.services.auth import Authenticator, hash_token, new_token
 from bulkops.storage import LocalStorage
 
@@ -240,7 +241,7 @@ async def watch(url: str, token: str, job_id: str) -> int:
                 break
         sys.stderr.write("\n")
         print(status)
-        return 0 if status in ("SUCCEEDED", "PARTIAL") else 1
+        return 0 if status in (JobStatus.SUCCEEDED, JobStatus.PARTIAL) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,8 @@
 """Uploaded CSV and JSONL files read as rows, streamed: a file is never whole in memory.
 
+(Over 350 lines on purpose: one reader, its two formats and their per-row errors share
+the line handling, and read best together.)
+
     reader = open_upload(upload.file, filename=upload.filename)
     reader.format     # UploadFormat.CSV or UploadFormat.JSONL
     reader.columns    # the CSV header, as written (None for JSONL)

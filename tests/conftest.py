@@ -22,6 +22,7 @@ import uvicorn
 from bulkops.config import Settings
 from bulkops.db.migrate import apply_migrations
 from bulkops.dev.embedded import EmbeddedServers, ensure_servers
+from bulkops.operations import REGISTRY, Registry
 from bulkops.storage import LocalStorage
 from bulkops.web.app import create_app
 from tests.support import GraphQLClient, Tenant, make_tenant
@@ -153,12 +154,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[str]:
+def operations() -> Registry:
+    """The operations the app serves; a test module overrides it to add its own."""
+    return REGISTRY
+
+
+@pytest.fixture
+async def server(settings: Settings, operations: Registry) -> AsyncIterator[str]:
     """The real app served by uvicorn on a loopback port; yields its base URL."""
     port = _free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
+    app = create_app(settings, operations=operations)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve())
     while not srv.started:

@@ -16,7 +16,9 @@ from arq.connections import ArqRedis
 from bulkops.config import Settings
 from bulkops.db.pool import create_pool
 from bulkops.db.tenants import ensure_tenant, insert_token
+from bulkops.operations import REGISTRY, Registry
 from bulkops.services.auth import hash_token, new_token
+from bulkops.services.container import Services
 from bulkops.storage import LocalStorage
 from bulkops.tasks.runner import WorkerDeps, run_slice
 from bulkops.tasks.worker import build_worker
@@ -98,9 +100,11 @@ async def make_dataset(owner: asyncpg.Connection, tenant: Tenant, name: str) -> 
     return dataset_id
 
 
-async def run_worker(settings: Settings) -> None:
+async def run_worker(settings: Settings, *, operations: Registry = REGISTRY) -> None:
     """Run a worker in burst mode until the queue is empty."""
-    worker = build_worker(settings, burst=True, handle_signals=False, poll_delay=0.01)
+    worker = build_worker(
+        settings, burst=True, handle_signals=False, poll_delay=0.01, operations=operations
+    )
     try:
         await worker.main()
     finally:
@@ -119,9 +123,13 @@ class Runner:
         )
         self.redis_client = aioredis.from_url(self.settings.redis_url or "")
         self.redis = ArqRedis(connection_pool=self.redis_client.connection_pool)
-        self.deps = WorkerDeps(
-            self.settings, self.pool, LocalStorage(self.settings.resolved_storage_dir)
+        services = Services(
+            pool=self.pool,
+            redis=self.redis,
+            storage=LocalStorage(self.settings.resolved_storage_dir),
+            settings=self.settings,
         )
+        self.deps = WorkerDeps(services)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -27,7 +27,7 @@ from bench.clients import graphql, queued_job
 from bench.harness import Harness
 from bench.results import Result, percentile
 from bulkops.config import Settings
-from bulkops.constants import TERMINAL_STATUSES
+from bulkops.domain import TERMINAL_STATUSES
 
 BARE_QUEUE = "bench:bare-arq"
 DONE_TIMEOUT = 1800.0

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.clients import open_subscription
 from bench.stack import raise_open_files_limit
-from bulkops.constants import TERMINAL_STATUSES
+from bulkops.domain import TERMINAL_STATUSES
 
 CONNECTING = 50
 TIMEOUT = 900.0

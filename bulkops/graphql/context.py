@@ -5,29 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
-import asyncpg
-from arq.connections import ArqRedis
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from bulkops.config import Settings
 from bulkops.errors import AuthenticationError
+from bulkops.services.container import Services
 from bulkops.services.progress import Broker
-from bulkops.storage import LocalStorage
 
 if TYPE_CHECKING:
     from bulkops.graphql.loaders import Loaders
 
 
 class GraphQLState(TypedDict):
-    """What resolvers use of the app's state (opened once by the app's lifespan)."""
+    """What resolvers use of the app's state, opened once by the app's lifespan."""
 
-    settings: Settings
-    pool: asyncpg.Pool
-    redis: ArqRedis
+    services: Services
     broker: Broker
-    storage: LocalStorage
 
 
 @dataclass
@@ -38,6 +32,10 @@ class Context:
     tenant_id: str | None = None
     connection_params: dict[str, Any] | None = None
     _loaders: Loaders | None = field(default=None, repr=False)
+
+    @property
+    def services(self) -> Services:
+        return self.state["services"]
 
     @property
     def tenant(self) -> str:
@@ -51,5 +49,5 @@ class Context:
         if self._loaders is None:
             from bulkops.graphql.loaders import Loaders
 
-            self._loaders = Loaders(self.state["pool"], self.tenant)
+            self._loaders = Loaders(self.state["services"].pool, self.tenant)
         return self._loaders

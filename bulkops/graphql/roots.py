@@ -7,6 +7,7 @@ from typing import Any
 
 import strawberry
 from strawberry.file_uploads import Upload
+from strawberry.types.base import get_object_definition
 
 from bulkops.graphql.enums import ExportFormat, JobStatus, ProductStatus, RetryScope
 from bulkops.graphql.inputs import (
@@ -27,8 +28,10 @@ from bulkops.graphql.types.results import (
     JobActionResult,
     RetryJobResult,
     result_type,
+    snake,
 )
-from bulkops.operations import get_operation
+from bulkops.operations import Registry, get_operation
+from bulkops.operations.base import NoParams, Operation
 
 
 @strawberry.type
@@ -73,8 +76,8 @@ class Query:
         return await job_resolvers.jobs(info, status, operation, first, after)
 
     @strawberry.field(description="The bulk operations and their thresholds.")
-    def operations(self) -> list[OperationInfo]:
-        return job_resolvers.operations()
+    def operations(self, info: Info) -> list[OperationInfo]:
+        return job_resolvers.operations(info)
 
 
 @strawberry.type
@@ -232,3 +235,31 @@ class Subscription:
     ) -> AsyncGenerator[Job, None]:
         async for state in job_resolvers.subscribe_jobs(info, status):
             yield state
+
+
+def selection_mutation(op: Operation[Any]) -> Any:
+    """The root field of an operation that takes nothing but a product selection and the
+    options, for an operation with no field written above (`name(selection, options)`)."""
+
+    async def resolve(
+        info: Info, selection: ProductSelection, options: BulkOptions | None = None
+    ) -> Any:
+        return await bulk.run_bulk(info, op.name, selection, options)
+
+    return strawberry.mutation(
+        resolver=resolve, name=op.name, description=op.description, graphql_type=result_type(op)
+    )
+
+
+def mutation_root(operations: Registry) -> type:
+    """The Mutation root: the fields above, and one for each other registered operation
+    that takes only a selection."""
+    written = {f.python_name for f in get_object_definition(Mutation, strict=True).fields}
+    added = {
+        snake(op.name): selection_mutation(op)
+        for op in operations.values()
+        if op.params_model is NoParams and snake(op.name) not in written
+    }
+    if not added:
+        return Mutation
+    return strawberry.type(type("Mutation", (Mutation,), added))

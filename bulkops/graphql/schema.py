@@ -9,9 +9,9 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter
 
 from bulkops.graphql.execution import CachedDocuments, DocumentCache, ExecutionContext
-from bulkops.graphql.roots import Mutation, Query, Subscription
+from bulkops.graphql.roots import Query, Subscription, mutation_root
 from bulkops.graphql.types.results import summary_type
-from bulkops.operations import REGISTRY
+from bulkops.operations import REGISTRY, Registry
 
 
 # Errors that carry a code were raised on purpose and say nothing internal.
@@ -22,7 +22,14 @@ def _should_mask(error: GraphQLError) -> bool:
     return "code" not in extensions
 
 
-def build_schema(*, dev: bool = False, max_depth: int = 12, max_aliases: int = 30) -> Any:
+def build_schema(
+    *,
+    dev: bool = False,
+    max_depth: int = 12,
+    max_aliases: int = 30,
+    operations: Registry = REGISTRY,
+) -> Any:
+    """The schema of the API serving `operations`."""
     # Factories, so each request gets fresh extension instances.
     documents = DocumentCache()
     extensions: list[Any] = [
@@ -34,10 +41,10 @@ def build_schema(*, dev: bool = False, max_depth: int = 12, max_aliases: int = 3
         extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
     return strawberry.Schema(
         query=Query,
-        mutation=Mutation,
+        mutation=mutation_root(operations),
         subscription=Subscription,
         # Every operation's summary, the ones no root field names too.
-        types=[summary_type(op) for op in REGISTRY.values()],
+        types=[summary_type(op) for op in operations.values()],
         extensions=extensions,
         execution_context_class=ExecutionContext,
     )

@@ -17,9 +17,11 @@ import asyncpg
 from pydantic import BaseModel, field_validator
 from pydantic_core import PydanticCustomError
 
+from bulkops.db import match_inputs
 from bulkops.db import matching as matching_db
 from bulkops.db.datasets import dataset_exists
-from bulkops.db.matching import CODE_KINDS, BatchRow, Hit, RowOutcome, StagedRow
+from bulkops.db.match_inputs import StagedRow
+from bulkops.db.matching import CODE_KINDS, BatchRow, Hit, RowOutcome
 from bulkops.errors import NotFoundError
 from bulkops.models import ItemFailure
 from bulkops.operations.base import (
@@ -143,13 +145,13 @@ class MatchProducts(Operation[MatchParams]):
 
     async def count(self, conn: asyncpg.Connection, selection: Selection) -> int:
         assert selection.staged is not None
-        return await matching_db.input_size(conn, selection.staged.upload_id)
+        return await match_inputs.input_size(conn, selection.staged.upload_id)
 
     async def filter_batch(
         self, conn: asyncpg.Connection, selection: Selection, *, after: int, limit: int
     ) -> list[int]:
         assert selection.staged is not None
-        return await matching_db.next_rows(
+        return await match_inputs.next_rows(
             conn, selection.staged.upload_id, after=after, limit=limit
         )
 

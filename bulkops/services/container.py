@@ -3,24 +3,26 @@ lifespan and once by each worker, and passed down explicitly."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import asyncpg
 from arq.connections import ArqRedis
 
 from bulkops.config import Settings
+from bulkops.operations import REGISTRY, Registry
 from bulkops.storage import LocalStorage
 
 
 @dataclass(frozen=True)
 class Services:
-    """Pools, queue, stored files and settings."""
+    """Pools, queue, stored files, settings, and the operations the process runs."""
 
     pool: asyncpg.Pool
     redis: ArqRedis
     storage: LocalStorage
     settings: Settings
+    operations: Registry = field(default_factory=lambda: REGISTRY)
 
     @property
     def idempotency_ttl(self) -> timedelta:

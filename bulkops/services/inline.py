@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from bulkops.domain import ErrorPolicy
 from bulkops.models import ProductRow
 from bulkops.operations.base import SAMPLE_SIZE, BatchContext, BatchOutcome, Operation
 from bulkops.selection import Selection
@@ -87,7 +88,7 @@ async def apply_inline(
         else:
             outcome = await op.apply_batch(ctx, params, ids)
         total.add(outcome)
-        if outcome.failed and options.error_policy == "ABORT":
+        if outcome.failed and options.error_policy == ErrorPolicy.ABORT:
             # Nothing is applied: every item counts as not done.
             total.succeeded = 0
             total.skipped = 0

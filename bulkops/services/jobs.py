@@ -9,12 +9,14 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
+from bulkops.db import job_runs, match_inputs
 from bulkops.db import jobs as jobs_db
-from bulkops.db import matching as matching_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.domain import JobStatus, RetryScope
 from bulkops.errors import InputError, NotFoundError
 from bulkops.models import JobState
+from bulkops.operations import REGISTRY, Registry
+from bulkops.operations.base import Retry
 from bulkops.selection import Selection, StagedRows
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice
@@ -73,12 +75,19 @@ async def resume_job(pool: asyncpg.Pool, redis: ArqRedis, tenant_id: str, job_id
 
 
 async def retry_job(
-    pool: asyncpg.Pool, redis: ArqRedis, tenant_id: str, job_id: str, *, scope: RetryScope
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    tenant_id: str,
+    job_id: str,
+    *,
+    scope: RetryScope,
+    operations: Registry = REGISTRY,
 ) -> JobState:
     """A new job, linked to this one as its parent, over the items that failed
-    (FAILED_ITEMS) or over the whole original selection (ALL). A matchProducts job's
-    rows are staged again for the child, whose results are its own; an import's rows are
-    gone once it ends, and an export's file is written once (both NOT_RETRYABLE)."""
+    (FAILED_ITEMS) or over the whole original selection (ALL), as the operation's `retry`
+    says: a matchProducts job's rows are staged again for the child, whose results are its
+    own; an import's rows are gone once it ends, and an export's file is written once
+    (both NOT_RETRYABLE)."""
     async with tenant_transaction(pool, tenant_id) as conn:
         job = await _locked(conn, job_id)
         if not job.terminal:
@@ -87,15 +96,15 @@ async def retry_job(
                 code="JOB_NOT_FINISHED",
                 field=["id"],
             )
-        if job.operation == "exportProducts":
+        op = operations.get(job.operation)
+        if op is None or op.retry is Retry.NEVER:
             raise InputError(
-                "An export is not retried: its file is written once. Call exportProducts "
-                "again for a new file.",
+                op.not_retryable if op is not None else f"No operation {job.operation!r} runs.",
                 code="NOT_RETRYABLE",
                 field=["id"],
             )
         selection = await jobs_db.raw_selection(conn, job_id)
-        if job.operation == "matchProducts":
+        if op.retry is Retry.STAGED_INPUT:
             child = await _retry_match(conn, job, selection, scope=scope)
         else:
             child = await _retry_items(conn, job, selection, scope=scope)
@@ -108,13 +117,6 @@ async def _retry_items(
     conn: asyncpg.Connection, job: JobState, selection: dict[str, Any], *, scope: RetryScope
 ) -> JobState:
     """The child of a job over catalog items: its failed ids, or its selection again."""
-    if "staged" in selection:
-        raise InputError(
-            "An import cannot be retried: its staged rows went when it ended. Upload "
-            "the file again (rows already imported are skipped).",
-            code="NOT_RETRYABLE",
-            field=["id"],
-        )
     failed: list[int] = []
     if scope == RetryScope.FAILED_ITEMS:
         failed = await jobs_db.failed_item_ids(conn, job.id)
@@ -147,11 +149,11 @@ async def _retry_match(
     overwrite the parent's. It matches against the catalog as it is when it runs."""
     rows: list[int] | None = None
     if scope == RetryScope.FAILED_ITEMS:
-        rows = await matching_db.failed_rows(conn, job.id)
+        rows = await match_inputs.failed_rows(conn, job.id)
         if not rows:
             raise _nothing_to_retry()
     input_id = str(uuid.uuid4())
-    staged = await matching_db.copy_input(conn, job.params["input_id"], input_id, rows=rows)
+    staged = await match_inputs.copy_input(conn, job.params["input_id"], input_id, rows=rows)
     if staged is None:
         raise InputError(
             "The job's input rows are no longer kept; send them again.",
@@ -179,7 +181,7 @@ def _nothing_to_retry() -> InputError:
 
 async def _locked(conn: asyncpg.Connection, job_id: str) -> JobState:
     try:
-        return (await jobs_db.lock_job(conn, job_id)).state
+        return (await job_runs.lock_job(conn, job_id)).state
     except LookupError:
         raise NotFoundError(f"No job {job_id}.", field=["id"]) from None
 

@@ -11,7 +11,7 @@ from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
-from bulkops.db.matching import StagedRow
+from bulkops.db.match_inputs import StagedRow
 from bulkops.errors import InputError
 from bulkops.operations.match_products import MATCH_FIELDS, stage_row
 from bulkops.uploads import (

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from bulkops.db import jobs as jobs_db
+from bulkops.db import match_inputs
 from bulkops.db import matching as matching_db
 from bulkops.db import products as products_db
 from bulkops.db.pool import tenant_transaction
@@ -50,15 +51,15 @@ class StagedMatchInput:
         input_id = str(uuid.uuid4())
         source = self.source
         async with tenant_transaction(services.pool, tenant_id) as conn:
-            await matching_db.insert_input(conn, input_id, columns=source.columns, row_count=0)
+            await match_inputs.insert_input(conn, input_id, columns=source.columns, row_count=0)
             total = 0
             async for chunk in source.chunks():
-                await matching_db.insert_rows(conn, input_id, chunk)
+                await match_inputs.insert_rows(conn, input_id, chunk)
                 total += len(chunk)
             if total == 0:
                 raise InputError("The file has no rows.", code="EMPTY_UPLOAD", field=["upload"])
             # A JSONL file's columns are known once it has been read.
-            await matching_db.set_input_size(
+            await match_inputs.set_input_size(
                 conn, input_id, columns=source.columns, row_count=total
             )
         return Selection(staged=StagedRows(upload_id=input_id, digest=source.digest))
@@ -66,7 +67,7 @@ class StagedMatchInput:
     async def discard(self, services: Services, tenant_id: str, selection: Selection) -> None:
         assert selection.staged is not None
         async with tenant_transaction(services.pool, tenant_id) as conn:
-            await matching_db.delete_input(conn, selection.staged.upload_id)
+            await match_inputs.delete_input(conn, selection.staged.upload_id)
 
 
 async def read_results(
@@ -129,4 +130,4 @@ async def count_results(
 async def input_columns(services: Services, tenant_id: str, input_id: str) -> list[str] | None:
     """The columns the staged input came with; None when it is gone."""
     async with tenant_transaction(services.pool, tenant_id) as conn:
-        return await matching_db.input_columns(conn, input_id)
+        return await match_inputs.input_columns(conn, input_id)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bulkops.domain import ErrorPolicy, ExecutionMode, Priority
+
 
 @dataclass(frozen=True)
 class BulkOptions:
-    mode: str = "AUTO"
+    mode: ExecutionMode = ExecutionMode.AUTO
     dry_run: bool = False
     idempotency_key: str | None = None
-    priority: str = "NORMAL"
-    error_policy: str = "CONTINUE"
+    priority: Priority = Priority.NORMAL
+    error_policy: ErrorPolicy = ErrorPolicy.CONTINUE

@@ -17,9 +17,9 @@ from bulkops.db import jobs as jobs_db
 from bulkops.db import products as products_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.db.storage import has_file_deletions
+from bulkops.domain import ExecutionMode
 from bulkops.errors import InputError, NotFoundError
 from bulkops.models import ItemFailure, JobState
-from bulkops.operations import get_operation
 from bulkops.operations.base import BatchContext, BatchOutcome, JobAborted, Operation
 from bulkops.selection import Selection
 from bulkops.services import idempotency
@@ -79,7 +79,7 @@ def parse_params(op: Operation[Any], raw: dict[str, Any]) -> Any:
 def check_inline_limit(op: Operation[Any], count: int, options: BulkOptions) -> None:
     """INLINE_LIMIT_EXCEEDED when INLINE asks for more than the operation runs inline."""
     limit = op.thresholds.inline_limit
-    if options.mode == "INLINE" and count > limit and not options.dry_run:
+    if options.mode == ExecutionMode.INLINE and count > limit and not options.dry_run:
         raise InputError(
             f"{count} items is more than the {limit} {op.name} runs inline; use mode BACKGROUND.",
             code="INLINE_LIMIT_EXCEEDED",
@@ -93,8 +93,8 @@ def runs_inline(op: Operation[Any], matched: int, options: BulkOptions) -> bool:
     check_inline_limit(op, matched, options)
     return (
         options.dry_run
-        or options.mode == "INLINE"
-        or (options.mode == "AUTO" and matched <= op.thresholds.inline_threshold)
+        or options.mode == ExecutionMode.INLINE
+        or (options.mode == ExecutionMode.AUTO and matched <= op.thresholds.inline_threshold)
     )
 
 
@@ -112,7 +112,7 @@ async def submit(
     Raises InputError (with the field) when anything about the request is wrong; nothing
     has changed then and nothing stays staged. With an idempotency key, a repeat of the
     same request gets the first answer again (for a job: that same job, as it is now)."""
-    op = get_operation(operation)
+    op = services.operations[operation]
     key = options.idempotency_key
     if key is None:
         return await _submit(services, tenant_id, op, selection, params, options)

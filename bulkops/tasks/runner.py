@@ -17,12 +17,14 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from bulkops.config import Settings
+from bulkops.db import job_runs
 from bulkops.db import jobs as jobs_db
 from bulkops.db.pool import tenant_transaction
+from bulkops.domain import ErrorPolicy, JobStatus
 from bulkops.models import ItemFailure, JobState
-from bulkops.operations import REGISTRY
 from bulkops.operations.base import BatchContext, BatchOutcome, JobAborted, Operation
 from bulkops.selection import Selection
+from bulkops.services.container import Services
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice, request_purge, work_waiting
@@ -35,15 +37,28 @@ SLICES_IN_A_ROW = 10
 
 @dataclass(frozen=True)
 class WorkerDeps:
-    settings: Settings
-    pool: asyncpg.Pool
-    storage: LocalStorage
+    """What a worker's tasks use: the services (built once at the worker's start) and the
+    worker's own state."""
+
+    services: Services
     # Set on SIGTERM: running slices stop at the next batch boundary and re-enqueue.
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     # Names this worker process in job leases.
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.services.pool
+
+    @property
+    def storage(self) -> LocalStorage:
+        return self.services.storage
 
 
 class _AbortBatch(Exception):
@@ -60,7 +75,7 @@ async def _fail(
     conn: asyncpg.Connection, job: JobState, failure: ItemFailure, *, step: str
 ) -> JobState:
     """End the job FAILED, recording why as one of its errors."""
-    job = await jobs_db.record_batch(
+    job = await job_runs.record_batch(
         conn,
         job.id,
         cursor=None,
@@ -71,14 +86,14 @@ async def _fail(
         errors=[failure],
         step=step,
     )
-    return await _finish(conn, job, "FAILED", step=step)
+    return await _finish(conn, job, JobStatus.FAILED, step=step)
 
 
 async def _complete(conn: asyncpg.Connection, job: JobState, selection: Selection) -> JobState:
     if selection.filter is not None:
         # A filter is walked live: what it held at the end is the job's real total.
-        job = await jobs_db.settle_total(conn, job.id)
-    final = "PARTIAL" if job.failed else "SUCCEEDED"
+        job = await job_runs.settle_total(conn, job.id)
+    final = JobStatus.PARTIAL if job.failed else JobStatus.SUCCEEDED
     return await _finish(conn, job, final, step="done")
 
 
@@ -96,18 +111,18 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
     throttled = False
     async with tenant_transaction(deps.pool, tenant_id) as conn:
         try:
-            claimed = await jobs_db.claim_job(conn, job_id)
+            claimed = await job_runs.claim_job(conn, job_id)
         except LookupError:
             return "MISSING"
         locked = claimed.locked
         job = locked.state
-        if job.terminal or job.status == "PAUSED":
+        if job.terminal or job.status == JobStatus.PAUSED:
             return job.status
         if locked.lease_live and locked.lease_owner != deps.worker_id:
             return "HELD"
-        op: Operation[Any] | None = REGISTRY.get(job.operation)
-        if job.status == "CANCELLING":
-            job = await _finish(conn, job, "CANCELLED", step="cancelled")
+        op: Operation[Any] | None = deps.services.operations.get(job.operation)
+        if job.status == JobStatus.CANCELLING:
+            job = await _finish(conn, job, JobStatus.CANCELLED, step="cancelled")
             if op is not None:
                 await op.release(conn, Selection.from_job(locked.selection))
         elif op is None:
@@ -117,12 +132,12 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
                 ItemFailure("UNKNOWN_OPERATION", f"No operation {job.operation!r} is registered."),
                 step="failed",
             )
-        elif job.status == "QUEUED" and (
+        elif job.status == JobStatus.QUEUED and (
             claimed.running_others >= settings.max_running_jobs_per_tenant
         ):
             throttled = True
         else:
-            job = await jobs_db.start_running(conn, job_id, deps.worker_id, settings.lease_seconds)
+            job = await job_runs.start_running(conn, job_id, deps.worker_id, settings.lease_seconds)
     if throttled:
         await enqueue_slice(
             redis, job.id, tenant_id, job.priority, delay=settings.quota_retry_seconds
@@ -141,16 +156,16 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
             # The job row is locked first and the cursor read under that lock; a stored
             # selection's next ids come with it. One id past the batch is read ahead, so
             # the batch that ends the selection knows it is the last one.
-            locked, ids = await jobs_db.lock_job_batch(
+            locked, ids = await job_runs.lock_job_batch(
                 conn, job_id, items=batch_size + 1 if selection.ids is not None else 0
             )
             job = locked.state
             status_before = job.status
-            if job.status == "CANCELLING":
-                job = await _finish(conn, job, "CANCELLED", step="cancelled")
-            elif job.status != "RUNNING" or locked.lease_owner != deps.worker_id:
+            if job.status == JobStatus.CANCELLING:
+                job = await _finish(conn, job, JobStatus.CANCELLED, step="cancelled")
+            elif job.status != JobStatus.RUNNING or locked.lease_owner != deps.worker_id:
                 # Paused, or handed to another worker while this one stalled.
-                return job.status if job.status != "RUNNING" else "HELD"
+                return job.status if job.status != JobStatus.RUNNING else "HELD"
             else:
                 if selection.ids is None:
                     ids = await op.filter_batch(
@@ -195,7 +210,7 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
             deadline = now + settings.slice_seconds
         elif now >= deadline or deps.draining.is_set():
             async with tenant_transaction(deps.pool, tenant_id) as conn:
-                await jobs_db.hold_lease(conn, job_id, None, 0)
+                await job_runs.hold_lease(conn, job_id, None, 0)
             try:
                 await enqueue_slice(
                     redis,
@@ -231,11 +246,11 @@ async def _apply(
     try:
         async with conn.transaction():
             outcome = await op.apply_batch(batch, params, ids)
-            if outcome.failed and job.error_policy == "ABORT":
+            if outcome.failed and job.error_policy == ErrorPolicy.ABORT:
                 raise _AbortBatch(outcome)
     except _AbortBatch as aborted:
         # Nothing of the batch is applied; its failures are recorded and the job stops.
-        job = await jobs_db.record_batch(
+        job = await job_runs.record_batch(
             conn,
             job.id,
             cursor=None,
@@ -246,10 +261,10 @@ async def _apply(
             errors=aborted.outcome.errors,
             step="aborted",
         )
-        return await _finish(conn, job, "FAILED", step="aborted")
+        return await _finish(conn, job, JobStatus.FAILED, step="aborted")
     except JobAborted as exc:
         return await _fail(conn, job, ItemFailure(exc.code, exc.message), step="failed")
-    return await jobs_db.record_batch(
+    return await job_runs.record_batch(
         conn,
         job.id,
         cursor=ids[-1],

@@ -18,9 +18,13 @@ from redis.exceptions import RedisError
 
 from bulkops.config import Settings
 from bulkops.constants import QUEUE_NAME
+from bulkops.db import job_runs
 from bulkops.db import jobs as jobs_db
 from bulkops.db.pool import create_pool, tenant_transaction
+from bulkops.domain import JobStatus
 from bulkops.models import ItemFailure
+from bulkops.operations import REGISTRY, Registry
+from bulkops.services.container import Services
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
 from bulkops.storage import LocalStorage
@@ -50,7 +54,7 @@ async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
             raise Retry(defer=min(2**tries, 30)) from exc
         log.exception("job %s failed after %d tries", job_id, tries)
         async with tenant_transaction(deps.pool, tenant_id) as conn:
-            job = await jobs_db.record_batch(
+            job = await job_runs.record_batch(
                 conn,
                 job_id,
                 cursor=None,
@@ -62,10 +66,10 @@ async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
                 step="failed",
             )
             job = await jobs_db.set_status(
-                conn, job_id, "FAILED", step="failed", result=job_result(job)
+                conn, job_id, JobStatus.FAILED, step="failed", result=job_result(job)
             )
         await publish_state(ctx["redis"], job)
-        return "FAILED"
+        return JobStatus.FAILED
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -78,10 +82,11 @@ def build_worker(
     burst: bool = False,
     handle_signals: bool = True,
     draining: asyncio.Event | None = None,
+    operations: Registry = REGISTRY,
     **overrides: Any,
 ) -> Worker:
-    """An arq worker running bulk jobs against the configured Postgres and Redis.
-    Setting `draining` makes its running slices stop at their next batch boundary."""
+    """An arq worker running jobs of `operations` against the configured Postgres and
+    Redis. Setting `draining` makes its running slices stop at their next batch boundary."""
     assert settings.database_url and settings.redis_url
 
     async def startup(ctx: dict[str, Any]) -> None:
@@ -92,12 +97,14 @@ def build_worker(
             min_size=1,
             max_size=settings.worker_max_jobs + 1,
         )
-        ctx["deps"] = WorkerDeps(
-            settings=settings,
+        services = Services(
             pool=pool,
+            redis=ctx["redis"],
             storage=LocalStorage(settings.resolved_storage_dir),
-            draining=draining or asyncio.Event(),
+            settings=settings,
+            operations=operations,
         )
+        ctx["deps"] = WorkerDeps(services, draining=draining or asyncio.Event())
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         deps: WorkerDeps | None = ctx.get("deps")

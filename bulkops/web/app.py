@@ -16,7 +16,9 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from bulkops.config import Settings
 from bulkops.db.pool import create_pool
 from bulkops.graphql.schema import build_schema
+from bulkops.operations import REGISTRY, Registry
 from bulkops.services.auth import Authenticator
+from bulkops.services.container import Services
 from bulkops.services.progress import Broker
 from bulkops.storage import LocalStorage
 from bulkops.web.graphql_view import STATIC_DIR, BulkopsGraphQL, GraphQLEndpoint
@@ -31,14 +33,16 @@ from bulkops.web.routes import (
 from bulkops.web.state import AppState
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The ASGI app. Postgres and Redis are opened in the lifespan, from `settings`."""
+def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starlette:
+    """The ASGI app serving `operations`. Postgres and Redis are opened in the lifespan,
+    from `settings`."""
     assert settings.database_url and settings.redis_url, "database and redis URLs are needed"
     view = BulkopsGraphQL(
         build_schema(
             dev=settings.dev,
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_aliases,
+            operations=operations,
         ),
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         connection_init_wait_timeout=timedelta(seconds=30),
@@ -62,12 +66,15 @@ def create_app(settings: Settings) -> Starlette:
         await broker.start()
         try:
             yield AppState(
-                settings=settings,
-                pool=pool,
-                redis=redis,
+                services=Services(
+                    pool=pool,
+                    redis=redis,
+                    storage=LocalStorage(settings.resolved_storage_dir),
+                    settings=settings,
+                    operations=operations,
+                ),
                 broker=broker,
                 authenticator=Authenticator(pool),
-                storage=LocalStorage(settings.resolved_storage_dir),
             )
         finally:
             await view.streams.close()

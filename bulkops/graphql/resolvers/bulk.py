@@ -17,7 +17,6 @@ from bulkops.graphql.types.export_files import ResultFile, result_file
 from bulkops.graphql.types.jobs import ItemError, Job
 from bulkops.graphql.types.matching import MatchRow, to_match_row
 from bulkops.graphql.types.results import JobQueued, Rejected, snake, summary_type
-from bulkops.operations import get_operation
 from bulkops.selection import Selection, build_selection, parse_id
 from bulkops.services import images as images_service
 from bulkops.services import imports as imports_service
@@ -40,11 +39,11 @@ def to_options(options: BulkOptions | None) -> RunOptions:
             field=["options", "idempotencyKey"],
         )
     return RunOptions(
-        mode=options.mode.value,
+        mode=options.mode,
         dry_run=options.dry_run,
         idempotency_key=key,
-        priority=options.priority.value,
-        error_policy=options.error_policy.value,
+        priority=options.priority,
+        error_policy=options.error_policy,
     )
 
 
@@ -72,7 +71,7 @@ EXTRA_VALUES: dict[str, Callable[[Info, InlineResult], Awaitable[Any]]] = {
 
 async def summary(info: Info, result: InlineResult) -> Any:
     """The operation's summary type, with its counters and extras."""
-    op = get_operation(result.operation)
+    op = info.context.services.operations[result.operation]
     cls = summary_type(op)
     outcome = result.outcome
     extra = {snake(name): outcome.counters.get(name, 0) for name in op.counter_names}
@@ -103,7 +102,7 @@ async def run_bulk(
     param_ids: dict[str, str] | None = None,
 ) -> Any:
     """Submit a bulk change; expected failures come back as `Rejected`."""
-    settings = info.context.state["settings"]
+    settings = info.context.services.settings
     try:
         parsed_params = dict(params or {})
         for name, value in (param_ids or {}).items():
@@ -191,7 +190,7 @@ async def import_products(info: Info, upload: Any, options: BulkOptions | None) 
 
 
 async def delete_images(info: Info, selection: ImageSelection, options: BulkOptions | None) -> Any:
-    settings = info.context.state["settings"]
+    settings = info.context.services.settings
     try:
         bulk_options = to_options(options)
         sel = await image_selection(info, selection, max_ids=settings.max_ids_per_selection)
@@ -226,5 +225,5 @@ async def image_selection(info: Info, selection: ImageSelection, *, max_ids: int
         field=("selection", "products"),
     )
     return await images_service.images_of_products(
-        info.context.state["pool"], info.context.tenant, by_products, max_ids=max_ids
+        info.context.services.pool, info.context.tenant, by_products, max_ids=max_ids
     )

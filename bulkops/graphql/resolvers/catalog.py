@@ -45,7 +45,7 @@ async def product(info: Info, id: strawberry.ID) -> Product | None:
     product_id = _id_or_none(id)
     if product_id is None:
         return None
-    row = await catalog.get_product(info.context.state["pool"], info.context.tenant, product_id)
+    row = await catalog.get_product(info.context.services.pool, info.context.tenant, product_id)
     return Product.from_row(row) if row else None
 
 
@@ -61,7 +61,7 @@ async def products(
             exc.message, extensions={"code": exc.code, "field": exc.field}
         ) from None
     page = await catalog.list_products(
-        info.context.state["pool"], info.context.tenant, flt, after=start, limit=size
+        info.context.services.pool, info.context.tenant, flt, after=start, limit=size
     )
     return connection(
         page.rows,
@@ -77,7 +77,7 @@ async def dataset(info: Info, id: strawberry.ID) -> Dataset | None:
     dataset_id = _id_or_none(id)
     if dataset_id is None:
         return None
-    row = await catalog.get_dataset(info.context.state["pool"], info.context.tenant, dataset_id)
+    row = await catalog.get_dataset(info.context.services.pool, info.context.tenant, dataset_id)
     return Dataset.from_row(row) if row else None
 
 
@@ -85,7 +85,7 @@ async def datasets(info: Info, first: int | None, after: str | None) -> Connecti
     size = page_size(first)
     start = int_cursor(after, "dataset")
     page = await catalog.list_datasets(
-        info.context.state["pool"], info.context.tenant, after=start, limit=size
+        info.context.services.pool, info.context.tenant, after=start, limit=size
     )
     return connection(
         page.rows,
@@ -99,7 +99,7 @@ async def datasets(info: Info, first: int | None, after: str | None) -> Connecti
 
 async def create_dataset(info: Info, name: str) -> CreateDatasetResult:
     try:
-        row = await catalog.create_dataset(info.context.state["pool"], info.context.tenant, name)
+        row = await catalog.create_dataset(info.context.services.pool, info.context.tenant, name)
     except InputError as exc:
         return Rejected(code=exc.code, message=exc.message, field=exc.field or None)
     return Dataset.from_row(row)

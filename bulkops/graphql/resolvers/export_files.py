@@ -21,7 +21,7 @@ async def export_products(
     info: Info, filter: ProductFilter | None, format: ExportFormat, options: BulkOptions | None
 ) -> Any:
     """Export inline (small selections) or as a job; both give the file as `resultFile`."""
-    settings = info.context.state["settings"]
+    settings = info.context.services.settings
     try:
         bulk_options = to_options(options)
         # The filter is checked as every mutation's is (statuses, ids, the dataset).

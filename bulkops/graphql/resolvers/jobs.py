@@ -21,7 +21,6 @@ from bulkops.graphql.types.common import Connection, Info, connection, encode_cu
 from bulkops.graphql.types.jobs import Job, OperationInfo
 from bulkops.graphql.types.results import JobActionResult, JobQueued, Rejected, RetryJobResult
 from bulkops.models import JobState
-from bulkops.operations import REGISTRY
 from bulkops.services import job_reads
 from bulkops.services import jobs as job_service
 
@@ -43,7 +42,7 @@ async def job(info: Info, id: strawberry.ID) -> Job | None:
     job_id = _job_uuid(id)
     if job_id is None:
         return None
-    state = await job_reads.get_job(info.context.state["pool"], info.context.tenant, job_id)
+    state = await job_reads.get_job(info.context.services.pool, info.context.tenant, job_id)
     return Job.from_state(state) if state else None
 
 
@@ -56,7 +55,7 @@ async def jobs(
 ) -> Connection[Job]:
     size = page_size(first)
     page = await job_reads.list_jobs(
-        info.context.state["pool"],
+        info.context.services.pool,
         info.context.tenant,
         statuses=status or None,
         operation=operation,
@@ -88,7 +87,7 @@ def _job_cursor(after: str | None) -> tuple[datetime, str] | None:
         ) from None
 
 
-def operations() -> list[OperationInfo]:
+def operations(info: Info) -> list[OperationInfo]:
     return [
         OperationInfo(
             name=op.name,
@@ -97,7 +96,7 @@ def operations() -> list[OperationInfo]:
             inline_limit=op.thresholds.inline_limit,
             batch_size=op.thresholds.batch_size,
         )
-        for op in REGISTRY.values()
+        for op in info.context.services.operations.values()
     ]
 
 
@@ -107,7 +106,9 @@ async def _act(info: Info, id: strawberry.ID, action: JobAction) -> JobState | R
         return Rejected(code="INVALID_ID", message=f"{id!r} is not a job id.", field=["id"])
     state = info.context.state
     try:
-        return await action(state["pool"], state["redis"], info.context.tenant, job_id)
+        return await action(
+            state["services"].pool, state["services"].redis, info.context.tenant, job_id
+        )
     except InputError as exc:
         return Rejected(code=exc.code, message=exc.message, field=exc.field or None)
 
@@ -129,7 +130,14 @@ async def resume_job(info: Info, id: strawberry.ID) -> JobActionResult:
 
 async def retry_job(info: Info, id: strawberry.ID, scope: RetryScope) -> RetryJobResult:
     async def action(pool: Any, redis: Any, tenant_id: str, job_id: str) -> JobState:
-        return await job_service.retry_job(pool, redis, tenant_id, job_id, scope=scope)
+        return await job_service.retry_job(
+            pool,
+            redis,
+            tenant_id,
+            job_id,
+            scope=scope,
+            operations=info.context.services.operations,
+        )
 
     result = await _act(info, id, action)
     return JobQueued(job=Job.from_state(result)) if isinstance(result, JobState) else result
@@ -175,9 +183,9 @@ async def subscribe_job(info: Info, id: strawberry.ID) -> AsyncGenerator[Job, No
         raise _not_found(str(id))
     context = info.context
     tenant = context.tenant
-    pool = context.state["pool"]
+    pool = context.state["services"].pool
     broker = context.state["broker"]
-    recheck = context.state["settings"].subscription_recheck_seconds
+    recheck = context.state["services"].settings.subscription_recheck_seconds
 
     async def read() -> JobState | None:
         return await job_reads.get_job(pool, tenant, job_id)
@@ -220,7 +228,7 @@ async def subscribe_jobs(info: Info, status: list[JobStatus] | None) -> AsyncGen
     """The tenant's unfinished jobs first, then every change to any of its jobs."""
     context = info.context
     tenant = context.tenant
-    pool = context.state["pool"]
+    pool = context.state["services"].pool
     broker = context.state["broker"]
     wanted = {s.value for s in status} if status else None
     seen: dict[str, int] = {}

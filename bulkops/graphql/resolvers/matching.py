@@ -12,7 +12,6 @@ from bulkops.errors import InputError
 from bulkops.graphql.inputs import BulkOptions, MatchRowInput
 from bulkops.graphql.resolvers.bulk import payload, rejected, services, to_options
 from bulkops.graphql.types.common import Info
-from bulkops.operations import get_operation
 from bulkops.selection import parse_id
 from bulkops.services import matching
 from bulkops.services.match_input import inline_input, upload_input
@@ -63,7 +62,7 @@ async def _match_products(
     add_to_dataset_id: strawberry.ID | None,
     fuzzy_threshold: float,
 ) -> Any:
-    limit = get_operation("matchProducts").thresholds.inline_limit
+    limit = info.context.services.operations["matchProducts"].thresholds.inline_limit
     try:
         bulk_options = to_options(options)
         if (rows is None) == (upload is None):

@@ -75,9 +75,4 @@ def connection(
 def services_of(info: Info) -> Services:
     """The process's services, as the resolvers call them."""
     state = info.context.state
-    return Services(
-        pool=state["pool"],
-        redis=state["redis"],
-        storage=state["storage"],
-        settings=state["settings"],
-    )
+    return state["services"]

@@ -35,7 +35,7 @@ def file_of(info: Info, file: ExportFileRow) -> ResultFile | None:
     # A subscription's request is a websocket: its link is for plain HTTP(S) all the same.
     if base.startswith("ws"):
         base = "http" + base[2:]
-    link = export_files.link(signing_key(info.context.state["settings"]), base, file)
+    link = export_files.link(signing_key(info.context.services.settings), base, file)
     return ResultFile(
         url=link.url,
         expires_at=link.expires_at,

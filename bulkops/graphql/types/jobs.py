@@ -62,7 +62,9 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     parent_id: strawberry.Private[str | None]
+    # What the run's parameters name: the file it writes, the staged input it matches.
     file_id: strawberry.Private[str | None] = None
+    input_id: strawberry.Private[str | None] = None
 
     @classmethod
     def from_state(cls, state: JobState) -> Job:
@@ -87,7 +89,8 @@ class Job:
             started_at=state.started_at,
             finished_at=state.finished_at,
             parent_id=state.parent_id,
-            file_id=state.params.get("file_id") if state.operation == "exportProducts" else None,
+            file_id=state.params.get("file_id"),
+            input_id=state.params.get("input_id"),
         )
 
     @strawberry.field
@@ -103,7 +106,7 @@ class Job:
         if self.status is not JobStatus.QUEUED:
             return None
         return await job_reads.queue_position(
-            info.context.state["pool"], info.context.tenant, str(self.id)
+            info.context.services.pool, info.context.tenant, str(self.id)
         )
 
     @strawberry.field(
@@ -119,7 +122,7 @@ class Job:
         matched: bool | None = None,
         matched_by: str | None = None,
     ) -> Connection[MatchRow] | None:
-        if self.operation != "matchProducts":
+        if self.input_id is None:
             return None
         return await job_match_results(
             info, str(self.id), first=first, after=after, matched=matched, matched_by=matched_by
@@ -157,7 +160,7 @@ async def job_errors(
     size = page_size(first)
     start = int_cursor(after, "error")
     page = await job_reads.list_job_errors(
-        info.context.state["pool"], info.context.tenant, job_id, after=start, limit=size
+        info.context.services.pool, info.context.tenant, job_id, after=start, limit=size
     )
     return connection(
         page.rows,

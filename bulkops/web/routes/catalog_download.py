@@ -33,7 +33,7 @@ def routes(*, limit: int) -> list[Route]:
         state: AppState = request.scope["state"]
         try:
             flt = parse_filter(request.query_params.multi_items())
-            await check_filter(state["pool"], tenant, flt)
+            await check_filter(state["services"].pool, tenant, flt)
         except InputError as exc:
             status = 404 if exc.code == "NOT_FOUND" else 400
             return error_response(status, exc.message, exc.code, field=exc.field)
@@ -44,7 +44,7 @@ def routes(*, limit: int) -> list[Route]:
         if refusal is not None:
             return refusal
         slots.take()
-        stream = catalog_stream(state["pool"], tenant, flt, fmt, on_close=slots.release)
+        stream = catalog_stream(state["services"].pool, tenant, flt, fmt, on_close=slots.release)
         return CopyResponse(stream, media_type=MEDIA_TYPES[fmt], headers=headers)
 
     @with_tenant

@@ -12,7 +12,6 @@ from starlette.routing import Route
 from bulkops.db.export import ExportFormat
 from bulkops.services import export_files
 from bulkops.services.catalog_download import export_filename
-from bulkops.services.container import Services
 from bulkops.services.signing import signing_key
 from bulkops.web.responses import error_response
 from bulkops.web.routes.ids import parse_uuid
@@ -31,7 +30,7 @@ async def download(request: Request) -> Response:
     if tenant_id is None or not file_id or fmt not in export_files.MEDIA_TYPES:
         return _not_found()
     verdict = export_files.check_link(
-        signing_key(state["settings"]),
+        signing_key(state["services"].settings),
         path=export_files.download_path(tenant_id, file_id, fmt),
         tenant_id=tenant_id,
         expires=request.query_params.get("expires", ""),
@@ -43,16 +42,11 @@ async def download(request: Request) -> Response:
         )
     if verdict == "expired":
         return error_response(410, "The link has expired.", "LINK_EXPIRED")
-    services = Services(
-        pool=state["pool"],
-        redis=state["redis"],
-        storage=state["storage"],
-        settings=state["settings"],
-    )
+    services = state["services"]
     file = await export_files.file_row(services, tenant_id, file_id)
     if file is None or file.format != fmt:
         return _not_found()
-    path = state["storage"].path(file.storage_key)
+    path = state["services"].storage.path(file.storage_key)
     try:
         stat = path.stat()
     except FileNotFoundError:

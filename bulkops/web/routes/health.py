@@ -16,9 +16,9 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     state: AppState = request.scope["state"]
     try:
-        async with state["pool"].acquire() as conn:
+        async with state["services"].pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
-        await state["redis"].ping()
+        await state["services"].redis.ping()
     except Exception as exc:
         return JSONResponse({"ready": False, "error": type(exc).__name__}, status_code=503)
     return JSONResponse({"ready": True})

@@ -18,7 +18,7 @@ async def stored_file(request: Request, tenant: str) -> Response:
     if not key.startswith(f"{tenant}/"):
         return PlainTextResponse("Not found.", status_code=404)
     try:
-        path = state["storage"].path(key)
+        path = state["services"].storage.path(key)
     except ValueError:
         return PlainTextResponse("Not found.", status_code=404)
     if not path.is_file():

@@ -25,7 +25,7 @@ def routes(*, limit: int) -> list[Route]:
         state: AppState = request.scope["state"]
         raw_id: str = request.path_params["job_id"]
         job_id = parse_uuid(raw_id)
-        if job_id is None or not await job_exists(state["pool"], tenant, job_id):
+        if job_id is None or not await job_exists(state["services"].pool, tenant, job_id):
             return error_response(404, f"No job {raw_id}.", "NOT_FOUND", field=["id"])
         headers = attachment_headers(f"job-{job_id}-errors.csv")
         if request.method == "HEAD":
@@ -34,7 +34,7 @@ def routes(*, limit: int) -> list[Route]:
         if refusal is not None:
             return refusal
         slots.take()
-        stream = errors_stream(state["pool"], tenant, job_id, on_close=slots.release)
+        stream = errors_stream(state["services"].pool, tenant, job_id, on_close=slots.release)
         return CopyResponse(stream, media_type=MEDIA_TYPE, headers=headers)
 
     return [Route("/jobs/{job_id}/errors.csv", errors_csv, methods=["GET"])]

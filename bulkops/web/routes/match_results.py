@@ -121,12 +121,7 @@ async def result_chunks(
 
 async def _download(request: Request, tenant: str, fmt: Format) -> Response:
     state: AppState = request.scope["state"]
-    services = Services(
-        pool=state["pool"],
-        redis=state["redis"],
-        storage=state["storage"],
-        settings=state["settings"],
-    )
+    services = state["services"]
     raw_id = request.path_params["job_id"]
     job_id = parse_uuid(raw_id)
     input_id = await matching.match_input_of_job(services, tenant, job_id) if job_id else None
