@@ -24,6 +24,7 @@ from bulkops.graphql.types.catalog import Dataset, Product
 from bulkops.graphql.types.common import Connection, Info
 from bulkops.graphql.types.jobs import Job, OperationInfo
 from bulkops.graphql.types.results import (
+    BulkResult,
     CreateDatasetResult,
     JobActionResult,
     RetryJobResult,
@@ -85,7 +86,7 @@ class Mutation:
     @strawberry.mutation(graphql_type=result_type(get_operation("deleteProducts")))
     async def delete_products(
         self, info: Info, selection: ProductSelection, options: BulkOptions | None = None
-    ) -> Any:
+    ) -> BulkResult:
         return await bulk.run_bulk(info, "deleteProducts", selection, options)
 
     @strawberry.mutation(graphql_type=result_type(get_operation("setProductStatus")))
@@ -95,7 +96,7 @@ class Mutation:
         selection: ProductSelection,
         status: ProductStatus,
         options: BulkOptions | None = None,
-    ) -> Any:
+    ) -> BulkResult:
         return await bulk.run_bulk(
             info, "setProductStatus", selection, options, params={"status": status.value}
         )
@@ -107,7 +108,7 @@ class Mutation:
         dataset_id: strawberry.ID,
         selection: ProductSelection,
         options: BulkOptions | None = None,
-    ) -> Any:
+    ) -> BulkResult:
         return await bulk.run_bulk(
             info, "addProductsToDataset", selection, options, param_ids={"dataset_id": dataset_id}
         )
@@ -119,7 +120,7 @@ class Mutation:
         dataset_id: strawberry.ID,
         selection: ProductSelection,
         options: BulkOptions | None = None,
-    ) -> Any:
+    ) -> BulkResult:
         return await bulk.run_bulk(
             info,
             "removeProductsFromDataset",
@@ -135,13 +136,13 @@ class Mutation:
         selection: ProductSelection,
         patch: ProductPatch,
         options: BulkOptions | None = None,
-    ) -> Any:
+    ) -> BulkResult:
         return await bulk.update_products(info, selection, patch, options)
 
     @strawberry.mutation(graphql_type=result_type(get_operation("deleteImages")))
     async def delete_images(
         self, info: Info, selection: ImageSelection, options: BulkOptions | None = None
-    ) -> Any:
+    ) -> BulkResult:
         return await bulk.delete_images(info, selection, options)
 
     @strawberry.mutation(
@@ -152,7 +153,7 @@ class Mutation:
     )
     async def import_products(
         self, info: Info, upload: Upload, options: BulkOptions | None = None
-    ) -> Any:
+    ) -> BulkResult:
         return await bulk.import_products(info, upload, options)
 
     @strawberry.mutation(
@@ -170,7 +171,7 @@ class Mutation:
         options: BulkOptions | None = None,
         add_to_dataset_id: strawberry.ID | None = None,
         fuzzy_threshold: float = 0.6,
-    ) -> Any:
+    ) -> BulkResult:
         return await matching.match_products(
             info, rows, upload, options, add_to_dataset_id, fuzzy_threshold
         )
@@ -188,7 +189,7 @@ class Mutation:
         filter: ProductFilter | None = None,
         format: ExportFormat | None = ExportFormat.CSV,
         options: BulkOptions | None = None,
-    ) -> Any:
+    ) -> BulkResult:
         return await export_files.export_products(info, filter, format or ExportFormat.CSV, options)
 
     @strawberry.mutation
@@ -243,7 +244,7 @@ def selection_mutation(op: Operation[Any]) -> Any:
 
     async def resolve(
         info: Info, selection: ProductSelection, options: BulkOptions | None = None
-    ) -> Any:
+    ) -> BulkResult:
         return await bulk.run_bulk(info, op.name, selection, options)
 
     return strawberry.mutation(

@@ -21,6 +21,7 @@ from bulkops.db import job_runs
 from bulkops.db import jobs as jobs_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.domain import ErrorPolicy, JobStatus
+from bulkops.errors import BulkopsError
 from bulkops.models import ItemFailure, JobState
 from bulkops.operations.base import BatchContext, BatchOutcome, JobAborted, Operation
 from bulkops.selection import Selection
@@ -61,7 +62,9 @@ class WorkerDeps:
         return self.services.storage
 
 
-class _AbortBatch(Exception):
+class _AbortBatch(BulkopsError):
+    """Undo a batch that failed under the ABORT policy, carrying its outcome out."""
+
     def __init__(self, outcome: BatchOutcome) -> None:
         super().__init__()
         self.outcome = outcome

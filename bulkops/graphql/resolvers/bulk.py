@@ -16,7 +16,14 @@ from bulkops.graphql.types.common import Info, services_of
 from bulkops.graphql.types.export_files import ResultFile, result_file
 from bulkops.graphql.types.jobs import ItemError, Job
 from bulkops.graphql.types.matching import MatchRow, to_match_row
-from bulkops.graphql.types.results import JobQueued, Rejected, snake, summary_type
+from bulkops.graphql.types.results import (
+    BulkResult,
+    BulkSummary,
+    JobQueued,
+    Rejected,
+    snake,
+    summary_type,
+)
 from bulkops.selection import Selection, build_selection, parse_id
 from bulkops.services import images as images_service
 from bulkops.services import imports as imports_service
@@ -69,7 +76,7 @@ EXTRA_VALUES: dict[str, Callable[[Info, InlineResult], Awaitable[Any]]] = {
 }
 
 
-async def summary(info: Info, result: InlineResult) -> Any:
+async def summary(info: Info, result: InlineResult) -> BulkSummary:
     """The operation's summary type, with its counters and extras."""
     op = info.context.services.operations[result.operation]
     cls = summary_type(op)
@@ -77,7 +84,7 @@ async def summary(info: Info, result: InlineResult) -> Any:
     extra = {snake(name): outcome.counters.get(name, 0) for name in op.counter_names}
     for name in op.summary_extras:
         extra[snake(name)] = await EXTRA_VALUES[name](info, result)
-    return cls(
+    shown: BulkSummary = cls(
         matched=result.matched,
         succeeded=outcome.succeeded,
         failed=outcome.failed,
@@ -87,6 +94,7 @@ async def summary(info: Info, result: InlineResult) -> Any:
         sample=[Product.from_row(r) for r in result.sample],
         **extra,
     )
+    return shown
 
 
 def dataset_param(dataset_id: str) -> int:
@@ -100,7 +108,7 @@ async def run_bulk(
     options: BulkOptions | None,
     params: dict[str, Any] | None = None,
     param_ids: dict[str, str] | None = None,
-) -> Any:
+) -> BulkResult:
     """Submit a bulk change; expected failures come back as `Rejected`."""
     settings = info.context.services.settings
     try:
@@ -129,7 +137,7 @@ def rejected(exc: InputError) -> Rejected:
     return Rejected(code=exc.code, message=exc.message, field=exc.field or None)
 
 
-async def payload(info: Info, result: InlineResult | QueuedResult) -> Any:
+async def payload(info: Info, result: InlineResult | QueuedResult) -> BulkResult:
     """The result union member: the job when queued, else the operation's summary."""
     if isinstance(result, QueuedResult):
         return JobQueued(job=Job.from_state(result.job))
@@ -157,11 +165,11 @@ def patch_params(patch: ProductPatch) -> dict[str, Any]:
 
 async def update_products(
     info: Info, selection: ProductSelection, patch: ProductPatch, options: BulkOptions | None
-) -> Any:
+) -> BulkResult:
     return await run_bulk(info, "updateProducts", selection, options, params=patch_params(patch))
 
 
-async def import_products(info: Info, upload: Any, options: BulkOptions | None) -> Any:
+async def import_products(info: Info, upload: Any, options: BulkOptions | None) -> BulkResult:
     """Stage the uploaded file and import it."""
     if not isinstance(upload, UploadFile):
         return Rejected(
@@ -189,7 +197,9 @@ async def import_products(info: Info, upload: Any, options: BulkOptions | None) 
     return await payload(info, result)
 
 
-async def delete_images(info: Info, selection: ImageSelection, options: BulkOptions | None) -> Any:
+async def delete_images(
+    info: Info, selection: ImageSelection, options: BulkOptions | None
+) -> BulkResult:
     settings = info.context.services.settings
     try:
         bulk_options = to_options(options)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bulkops.errors import InputError
 from bulkops.graphql.enums import ExportFormat
 from bulkops.graphql.inputs import BulkOptions, ProductFilter
 from bulkops.graphql.resolvers.bulk import payload, rejected, services, to_options
 from bulkops.graphql.resolvers.catalog import to_filter
 from bulkops.graphql.types.common import Info
+from bulkops.graphql.types.results import BulkResult
 from bulkops.selection import ProductFilter as FilterModel
 from bulkops.selection import build_selection
 from bulkops.services.submit import submit
@@ -19,7 +18,7 @@ _FORMATS = {ExportFormat.CSV: "csv", ExportFormat.JSONL: "jsonl"}
 
 async def export_products(
     info: Info, filter: ProductFilter | None, format: ExportFormat, options: BulkOptions | None
-) -> Any:
+) -> BulkResult:
     """Export inline (small selections) or as a job; both give the file as `resultFile`."""
     settings = info.context.services.settings
     try:

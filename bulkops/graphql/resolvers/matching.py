@@ -12,6 +12,7 @@ from bulkops.errors import InputError
 from bulkops.graphql.inputs import BulkOptions, MatchRowInput
 from bulkops.graphql.resolvers.bulk import payload, rejected, services, to_options
 from bulkops.graphql.types.common import Info
+from bulkops.graphql.types.results import BulkResult
 from bulkops.selection import parse_id
 from bulkops.services import matching
 from bulkops.services.match_input import inline_input, upload_input
@@ -40,7 +41,7 @@ async def match_products(
     options: BulkOptions | None,
     add_to_dataset_id: strawberry.ID | None,
     fuzzy_threshold: float,
-) -> Any:
+) -> BulkResult:
     """Stage the rows (given inline or uploaded) and match them; expected failures come
     back as `Rejected`."""
     try:
@@ -61,7 +62,7 @@ async def _match_products(
     options: BulkOptions | None,
     add_to_dataset_id: strawberry.ID | None,
     fuzzy_threshold: float,
-) -> Any:
+) -> BulkResult:
     limit = info.context.services.operations["matchProducts"].thresholds.inline_limit
     try:
         bulk_options = to_options(options)

@@ -44,6 +44,11 @@ class BulkSummary:
     )
 
 
+# What a bulk mutation's resolver answers; its GraphQL type is the operation's own union
+# (`result_type`), which narrows BulkSummary to the operation's summary.
+BulkResult = BulkSummary | JobQueued | Rejected
+
+
 def _extra_rows() -> tuple[Any, StrawberryField]:
     return list[MatchRow], strawberry.field(
         default_factory=list,
