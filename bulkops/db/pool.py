@@ -40,3 +40,9 @@ async def tenant_transaction(pool: asyncpg.Pool, tenant_id: str) -> AsyncIterato
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT set_config('bulkops.tenant_id', $1, true)", str(tenant_id))
         yield conn
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """One round trip to the database; raises when it does not answer."""
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from bulkops.db.pool import ping
 from bulkops.web.state import AppState
 
 
@@ -16,8 +17,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     state: AppState = request.scope["state"]
     try:
-        async with state["services"].pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
+        await ping(state["services"].pool)
         await state["services"].redis.ping()
     except Exception as exc:
         return JSONResponse({"ready": False, "error": type(exc).__name__}, status_code=503)
