@@ -34,6 +34,7 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
 from bulkops.graphql.context import Context
+from bulkops.graphql.ws_protocols import TransportWSHandler
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,18 @@ BACKLOG = 1000
 # not, so it is never shared.
 SHARED_FIELDS = frozenset({"job"})
 
+# A shared subscription's document is a few lines. A longer one takes the usual path
+# rather than being parsed once more and kept in the cache below, where 256 documents of
+# any size could hold gigabytes.
+MAX_SHARED_QUERY = 4096
+
+
+def _shareable(query: str, operation_name: str | None) -> bool:
+    return len(query) <= MAX_SHARED_QUERY and _shareable_document(query, operation_name)
+
 
 @lru_cache(maxsize=256)
-def _shareable(query: str, operation_name: str | None) -> bool:
+def _shareable_document(query: str, operation_name: str | None) -> bool:
     """Whether the operation `operation_name` of `query` is a subscription of one of
     `SHARED_FIELDS`; False when the document does not parse or names no single operation
     (the usual path reports it)."""
@@ -207,8 +217,9 @@ class _SharingView(Protocol):
     streams: SharedStreams
 
 
-class SharedStreamsHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with identical subscriptions shared (see the module)."""
+class SharedStreamsHandler(TransportWSHandler):
+    """graphql-transport-ws with identical subscriptions shared (see the module), on the
+    handler that checks each message's shape first."""
 
     def _share_key(self, operation: Operation[Context, None]) -> Hashable | None:
         tenant = self.context.tenant_id

@@ -3,6 +3,7 @@ request-size checks."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from bulkops.config import Settings
 from bulkops.graphql.context import Context
 from bulkops.graphql.shared_streams import SharedStreams, SharedStreamsHandler
+from bulkops.graphql.ws_protocols import GuardedWebSocketAdapter, LegacyWSHandler
 from bulkops.web.auth import request_tenant
 from bulkops.web.responses import error_response, unauthenticated
 from bulkops.web.state import AppState
@@ -25,9 +27,13 @@ STATIC_DIR = Path(__file__).parent.parent / "static"
 
 class BulkopsGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with the tenant resolved from the bearer token, and
-    identical websocket subscriptions sharing one execution (`bulkops.graphql.shared_streams`)."""
+    identical websocket subscriptions sharing one execution (`bulkops.graphql.shared_streams`).
+    Websocket messages are checked against their protocol before dispatch
+    (`bulkops.graphql.ws_protocols`)."""
 
     graphql_transport_ws_handler_class = SharedStreamsHandler
+    graphql_ws_handler_class = LegacyWSHandler
+    websocket_adapter_class = GuardedWebSocketAdapter
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -42,6 +48,16 @@ class BulkopsGraphQL(GraphQL[Context, None]):
             state=state,
             tenant_id=request.scope.get("bulkops.tenant"),
         )
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Strawberry turns only JSONDecodeError into a client error (HTTP 400, or the
+        # websocket protocol's answer); nesting past the decoder's recursion limit and bytes
+        # that are not UTF-8 are malformed JSON as well.
+        try:
+            return json.loads(data)
+        except (RecursionError, UnicodeDecodeError) as exc:
+            text = data if isinstance(data, str) else data.decode("utf-8", errors="replace")
+            raise json.JSONDecodeError(f"Malformed JSON: {type(exc).__name__}", text, 0) from exc
 
     async def on_ws_connect(self, context: Context) -> None:
         params = context.connection_params or {}
