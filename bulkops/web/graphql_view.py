@@ -15,8 +15,9 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from bulkops.config import Settings
 from bulkops.graphql.context import Context
-from bulkops.graphql.shared_streams import SharedStreams, SharedStreamsHandler
+from bulkops.graphql.shared_streams import SharedStreams
 from bulkops.web.auth import request_tenant
+from bulkops.web.rate_limit import RateLimitedGraphQLWSHandler, RateLimitedTransportWSHandler
 from bulkops.web.responses import error_response, unauthenticated
 from bulkops.web.state import AppState
 
@@ -27,7 +28,8 @@ class BulkopsGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with the tenant resolved from the bearer token, and
     identical websocket subscriptions sharing one execution (`bulkops.graphql.shared_streams`)."""
 
-    graphql_transport_ws_handler_class = SharedStreamsHandler
+    graphql_transport_ws_handler_class = RateLimitedTransportWSHandler
+    graphql_ws_handler_class = RateLimitedGraphQLWSHandler
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
