@@ -71,6 +71,11 @@ class Stack:
             "REDIS_URL": catalog.redis_url,
             "BULKOPS_STORAGE_DIR": str(catalog.run_files),
             "BULKOPS_DATA_DIR": str(catalog.data),
+            # W6 and W8 send hundreds of requests of one tenant a second (a thousand
+            # subscribers at once): limits that high keep the limiter's cost in the figures
+            # without refusing any of them.
+            "BULKOPS_RATE_LIMIT_BURST": "1000000",
+            "BULKOPS_RATE_LIMIT_PER_SECOND": "1000000",
             **(env or {}),
         }
 

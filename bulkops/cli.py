@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,8 +195,60 @@ def dev(settings: Settings, host: str, port: int) -> None:
         servers.stop()
 
 
-async def watch(url: str, token: str, job_id: str) -> int:
-    """Print a live progress bar for a job from the `job` subscription."""
+class _TooManyRequests(Exception):
+    """The API refused for now: HTTP 429 (with its Retry-After, if any) or close code 4429."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+# The pauses of `watch` when the API gives no Retry-After: doubling up to this.
+WATCH_MAX_PAUSE = 60.0
+
+
+async def watch(
+    url: str,
+    token: str,
+    job_id: str,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> int:
+    """Print a live progress bar for a job from the `job` subscription. Over the tenant's
+    rate limit, wait (the API's Retry-After, else a doubling pause) and subscribe again: the
+    subscription starts with the job's current state, so nothing is missed."""
+    pause = 1.0
+    while True:
+        try:
+            return await _watch_once(url, token, job_id)
+        except _TooManyRequests as exc:
+            wait = exc.retry_after if exc.retry_after is not None else pause
+            print(f"\nbulkops watch: too many requests, again in {wait:.0f} s", file=sys.stderr)
+            await sleep(wait)
+            pause = min(pause * 2, WATCH_MAX_PAUSE)
+
+
+async def _watch_once(url: str, token: str, job_id: str) -> int:
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    try:
+        return await _follow(url, token, job_id)
+    except InvalidStatus as exc:
+        if exc.response.status_code != 429:
+            raise
+        retry_after = exc.response.headers.get("Retry-After", "")
+        raise _TooManyRequests(int(retry_after) if retry_after.isdigit() else None) from exc
+    except ConnectionClosed as exc:
+        code = exc.rcvd.code if exc.rcvd is not None else None
+        if code == 4429:
+            raise _TooManyRequests(None) from exc
+        if code == 4403:
+            print("bulkops: the token was refused", file=sys.stderr)
+            return 2
+        raise
+
+
+async def _follow(url: str, token: str, job_id: str) -> int:
     import websockets
     from websockets.typing import Subprotocol
 

@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     max_query_depth: int = 12
     max_aliases: int = 30
     max_subscriptions_per_connection: int = 50
+    # Requests of one tenant (HTTP requests, websocket connections and subscriptions),
+    # counted in Redis across every API process: at most `rate_limit_burst` in any second
+    # and `rate_limit_per_second` on average over any minute. 0 turns that limit off.
+    # A dashboard that polls and a script that submits bulk mutations and follows their
+    # jobs stay far below; a loop that sends one request per product does not, and is
+    # better off as one bulk mutation.
+    rate_limit_burst: int = Field(default=200, ge=0)
+    rate_limit_per_second: float = Field(default=50.0, ge=0)
 
     # Overrides every operation's own batch size when set (tuning, tests).
     batch_size: int | None = None

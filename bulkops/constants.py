@@ -6,6 +6,9 @@ PREFIX = "bulkops:v1"
 QUEUE_NAME = f"{PREFIX}:queue"
 # Keeps an API process's pub/sub connection subscribed while it has no listeners.
 BROKER_CHANNEL = f"{PREFIX}:broker"
+# Prefix of the per-tenant request counts; the `limits` library appends
+# `tenant/{tenant_id}/{amount}/{multiples}/{granularity}` to it.
+RATE_LIMIT_PREFIX = f"{PREFIX}:rate"
 
 
 def job_channel(job_id: str) -> str:

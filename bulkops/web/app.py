@@ -9,6 +9,9 @@ from datetime import timedelta
 from arq import create_pool as create_redis_pool
 from arq.connections import RedisSettings
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
@@ -22,6 +25,7 @@ from bulkops.services.container import Services
 from bulkops.services.progress import Broker
 from bulkops.storage import LocalStorage
 from bulkops.web.graphql_view import STATIC_DIR, BulkopsGraphQL, GraphQLEndpoint
+from bulkops.web.rate_limit import RateLimited, RateLimiter, too_many_requests
 from bulkops.web.routes import (
     catalog_download,
     export_files,
@@ -30,6 +34,7 @@ from bulkops.web.routes import (
     job_errors,
     match_results,
 )
+from bulkops.web.security_headers import SecurityHeaders
 from bulkops.web.state import AppState
 
 
@@ -64,6 +69,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
         redis = await create_redis_pool(RedisSettings.from_dsn(settings.redis_url))
         broker = Broker(redis)
         await broker.start()
+        rate_limiter = RateLimiter.from_settings(settings)
         try:
             yield AppState(
                 services=Services(
@@ -75,9 +81,11 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
                 ),
                 broker=broker,
                 authenticator=Authenticator(pool),
+                rate_limiter=rate_limiter,
             )
         finally:
             await view.streams.close()
+            await rate_limiter.close()
             await broker.stop()
             await redis.aclose()
             await pool.close()
@@ -94,4 +102,17 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
         *job_errors.routes(limit=settings.pool_max_size // 4),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
+        # Raised where every route learns its tenant (`bulkops.web.auth.request_tenant`).
+        exception_handlers={RateLimited: _rate_limited},
+    )
+
+
+async def _rate_limited(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    # Shaped as /graphql's other refusals (with `"data": null`) or as the downloads' ones.
+    graphql = isinstance(request.scope.get("endpoint"), GraphQLEndpoint)
+    return too_many_requests(exc, graphql=graphql)

@@ -1,4 +1,5 @@
-"""Who is calling: the bearer token of a request, resolved to its tenant in one place."""
+"""Who is calling: the bearer token of a request, resolved to its tenant in one place, and
+counted against the tenant's rate limit there."""
 
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ TenantHandler = Callable[[Request, str], Awaitable[Response]]
 
 async def request_tenant(connection: HTTPConnection, header: str | None = None) -> str | None:
     """The tenant of the request's bearer token (or of `header`, a websocket's
-    `connection_init` value); None when there is no valid token."""
+    `connection_init` value); None when there is no valid token.
+
+    Raises `bulkops.web.rate_limit.RateLimited` when the tenant is over its rate limit;
+    the app answers that with 429 (a websocket handler closes with 4429)."""
     state: AppState = connection.scope["state"]
     if header is None:
         header = connection.headers.get("authorization")
     tenant: str | None = await state["authenticator"].tenant_for(bearer_token(header))
+    if tenant is not None:
+        await state["rate_limiter"].hit(tenant)
     return tenant
 
 

@@ -16,9 +16,10 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from bulkops.config import Settings
 from bulkops.graphql.context import Context
-from bulkops.graphql.shared_streams import SharedStreams, SharedStreamsHandler
-from bulkops.graphql.ws_protocols import GuardedWebSocketAdapter, LegacyWSHandler
+from bulkops.graphql.shared_streams import SharedStreams
+from bulkops.graphql.ws_protocols import GuardedWebSocketAdapter
 from bulkops.web.auth import request_tenant
+from bulkops.web.rate_limit import RateLimitedGraphQLWSHandler, RateLimitedTransportWSHandler
 from bulkops.web.responses import error_response, unauthenticated
 from bulkops.web.state import AppState
 
@@ -31,8 +32,8 @@ class BulkopsGraphQL(GraphQL[Context, None]):
     Websocket messages are checked against their protocol before dispatch
     (`bulkops.graphql.ws_protocols`)."""
 
-    graphql_transport_ws_handler_class = SharedStreamsHandler
-    graphql_ws_handler_class = LegacyWSHandler
+    graphql_transport_ws_handler_class = RateLimitedTransportWSHandler
+    graphql_ws_handler_class = RateLimitedGraphQLWSHandler
     websocket_adapter_class = GuardedWebSocketAdapter
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from bulkops.graphql.context import GraphQLState
 from bulkops.services.auth import Authenticator
+from bulkops.web.rate_limit import RateLimiter
 
 
 class AppState(GraphQLState):
     """The resolvers' state, and what only the HTTP side uses."""
 
     authenticator: Authenticator
+    rate_limiter: RateLimiter

@@ -2,8 +2,9 @@
 
 The page must load only what bulkops serves itself (the vendored assets under
 bulkops/static/graphiql/), pick the bearer token up from the URL fragment, and introspect the
-real schema. The server here is a small Starlette app around the real schema: no database,
-so resolvers that touch one fail, which does not matter for the page itself.
+real schema, under the app's Content-Security-Policy. The server here is a small Starlette app
+around the real schema and the app's security headers: no database, so resolvers that touch
+one fail, which does not matter for the page itself.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, expect, sync_playwright
 from playwright.sync_api import Request as BrowserRequest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
@@ -28,6 +30,7 @@ from strawberry.asgi import GraphQL
 
 import bulkops
 from bulkops.graphql.schema import build_schema
+from bulkops.web.security_headers import SecurityHeaders
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -58,7 +61,8 @@ def _app() -> Starlette:
             Route("/graphql", graphiql_page, methods=["GET"]),
             Route("/graphql", GraphQL(build_schema(dev=True)), methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
-        ]
+        ],
+        middleware=[Middleware(SecurityHeaders)],
     )
 
 
@@ -106,17 +110,25 @@ def test_graphiql_page_works_offline_with_the_token_from_the_url(
     requested: list[str] = []
     authorizations: list[str | None] = []
     page_errors: list[str] = []
+    refused: list[str] = []
 
     def on_request(request: BrowserRequest) -> None:
         requested.append(request.url)
         if request.method == "POST" and urlsplit(request.url).path == "/graphql":
             authorizations.append(request.headers.get("authorization"))
 
+    def on_console(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
     page.on("request", on_request)
     page.on("websocket", lambda ws: requested.append(ws.url))
     page.on("pageerror", lambda error: page_errors.append(str(error)))
+    page.on("console", on_console)
     try:
-        page.goto(f"{base_url}/graphql#token=abc123")
+        response = page.goto(f"{base_url}/graphql#token=abc123")
+        assert response is not None
+        assert "script-src 'self'" in response.headers["content-security-policy"]
 
         # The editor renders, with the example query and the token in the headers editor.
         expect(page.locator(".graphiql-container")).to_be_visible()
@@ -156,6 +168,7 @@ def test_graphiql_page_works_offline_with_the_token_from_the_url(
         context.close()
 
     assert not page_errors
+    assert not refused, f"the Content-Security-Policy blocked part of the page: {refused}"
     outside = [
         url
         for url in requested
