@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from bulkops.errors import InputError
 
 PRODUCT_STATUSES = ("DRAFT", "ACTIVE", "ARCHIVED")
+# PostgreSQL's bigint, the type of every id.
+MAX_ID = 2**63 - 1
+_DATE_FIELDS = {"created_after": "createdAfter", "created_before": "createdBefore"}
+
+
+def in_utc(value: datetime) -> datetime | None:
+    """`value` in UTC (one without an offset is taken as UTC), or None when it has no UTC
+    equivalent: a time in year 1 or 9999 that its offset moves past the years a datetime
+    holds. The database driver converts to UTC to send it, and would fail there."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 class ProductFilter(BaseModel):
@@ -26,6 +41,24 @@ class ProductFilter(BaseModel):
     search: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _utc(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        # Every filter passes here, whichever way it came in (GraphQL, the download's
+        # query parameters, a job's stored selection). An InputError is not a ValueError:
+        # pydantic lets it through as it is, naming the field relative to the filter.
+        if value is None:
+            return None
+        utc = in_utc(value)
+        if utc is None:
+            name = _DATE_FIELDS[str(info.field_name)]
+            raise InputError(
+                f"{name}: {value.isoformat()} is out of range (it has no UTC equivalent).",
+                code="BAD_USER_INPUT",
+                field=[name],
+            )
+        return utc
 
 
 @dataclass(frozen=True)
@@ -79,9 +112,11 @@ def parse_id(value: str, field: list[str]) -> int:
     try:
         parsed = int(str(value).strip())
     except ValueError:
-        raise InputError(f"{value!r} is not a valid id", code="INVALID_ID", field=field) from None
-    if parsed <= 0 or parsed >= 2**63:
-        raise InputError(f"{value!r} is not a valid id", code="INVALID_ID", field=field)
+        parsed = 0
+    if not 0 < parsed <= MAX_ID:
+        # Not the whole value back: an id can be any length of text.
+        shown = str(value) if len(str(value)) <= 40 else f"{str(value)[:40]}..."
+        raise InputError(f"{shown!r} is not a valid id", code="INVALID_ID", field=field)
     return parsed
 
 
@@ -94,7 +129,7 @@ def _parse_ids(ids: list[str], field: list[str]) -> set[int]:
         parsed = set(map(int, ids))
     except (TypeError, ValueError):
         parsed = None
-    if parsed is not None and min(parsed) > 0 and max(parsed) < 2**63:
+    if parsed is not None and min(parsed) > 0 and max(parsed) <= MAX_ID:
         return parsed
     return {parse_id(v, [*field, str(i)]) for i, v in enumerate(ids)}
 

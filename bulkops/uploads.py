@@ -1,7 +1,7 @@
 """Uploaded CSV and JSONL files read as rows, streamed: a file is never whole in memory.
 
 (Over 350 lines on purpose: one reader, its two formats and their per-row errors share
-the line handling, and read best together.)
+the line handling, and read best together, with the rules of the JSON a row may hold.)
 
     reader = open_upload(upload.file, filename=upload.filename)
     reader.format     # UploadFormat.CSV or UploadFormat.JSONL
@@ -15,9 +15,12 @@ the line handling, and read best together.)
 What a file must be is checked when it is opened (`UploadError`, a whole-request error on
 the field `upload`): a known format, not empty, a CSV header with unique, non-blank names.
 What is wrong with one row is a `RowError` in its place, and reading goes on with the next
-row: a broken quote, a wrong number of fields, bytes that are not UTF-8 (or a NUL, which
-PostgreSQL cannot store), a line over `max_line_bytes`, a JSONL line that is not a JSON
-object. A row error's `reason` reads after a row and column, e.g. "is not valid UTF-8".
+row: a broken quote (a quoted field not closed, or a quote inside a field that is not
+quoted), a wrong number of fields, bytes that are not UTF-8 (or a NUL, which PostgreSQL
+cannot store), a line over `max_line_bytes`, a JSONL line that is not a JSON object (as
+`load_json` reads it), a CSV field nesting brackets deeper than JSON may (`MAX_JSON_DEPTH`:
+a field may be parsed as JSON later). A row error's `reason` reads after a row and
+column, e.g. "is not valid UTF-8".
 
 A row's number is the line of the file it starts on, from 1, blank lines counted: in a CSV
 the header is line 1, so the first data row is 2, as a spreadsheet numbers it. Values are
@@ -33,11 +36,13 @@ import asyncio
 import csv
 import hashlib
 import json
+import math
+import re
 from collections.abc import AsyncGenerator, Iterable, Iterator
 from contextlib import suppress
 from enum import StrEnum
 from pathlib import PurePath
-from typing import BinaryIO, NamedTuple, TypeVar
+from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 from bulkops.errors import InputError
 
@@ -50,6 +55,17 @@ _BOM = b"\xef\xbb\xbf"
 # become U+DC80..U+DCFF ("surrogateescape"), so U+DC00 cannot come from the file itself.
 _NUL = "\udc00"
 _DIGEST_BLOCK = 1024 * 1024
+# Arrays and objects within each other, at most. Parsers and encoders of JSON recurse once a
+# level (Python's json, the asyncpg codec, PostgreSQL's jsonb), and a line of 128 KiB could
+# otherwise nest 65,536 deep; real attributes and identifiers nest a few levels.
+MAX_JSON_DEPTH = 64
+# A JSON string (closed or not, so that one match never rescans the text) or a bracket.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]++|\\.)*+"?|[\[\]{}]', re.DOTALL)
+# A CSV record as RFC 4180 has it: each field quoted (quotes doubled inside), or without
+# any quote.
+_CSV_FIELD = r'(?:"(?:[^"]++|"")*+"|[^,"\r\n]*+)'
+_CSV_RECORD = re.compile(rf"{_CSV_FIELD}(?:,{_CSV_FIELD})*+(?:\r\n|\n|\r)?")
+_QUOTE_INSIDE = "has a quote inside a field: quote the whole field and double the quotes in it"
 T = TypeVar("T")
 _BINARY_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"%PDF", b"\xd0\xcf\x11\xe0", b"BZh", b"\xfd7zXZ")
 
@@ -214,7 +230,7 @@ class RowReader:
                     f"The header (line {record.row}) cannot be read: it {record.reason}.",
                     code="INVALID_HEADER",
                 )
-            _, fields, dirty = record
+            _, fields, dirty, _ = record
             if not any(fields):
                 continue
             if dirty and any(_bad_text(f) for f in fields):
@@ -232,9 +248,10 @@ class RowReader:
             return names
         raise UploadError("The file is empty: not even a header.", code="EMPTY_UPLOAD")
 
-    def _next_record(self) -> tuple[int, list[str], bool] | RowError | None:
-        """The next CSV record: its first line's number, its fields and whether it holds
-        text to look at closely; a RowError for a broken one; None at the end."""
+    def _next_record(self) -> tuple[int, list[str], bool, bool] | RowError | None:
+        """The next CSV record: its first line's number, its fields, whether it holds
+        text that may not be stored (bytes that are not UTF-8, a NUL) and whether it holds
+        brackets enough to nest too deep; a RowError for a broken one; None at the end."""
         lines = self._lines
         lines.taken = []
         lines.size = 0
@@ -245,9 +262,15 @@ class RowReader:
         except (_TooLong, csv.Error) as exc:
             return self._broken(exc)
         taken = lines.taken
-        first = taken[0]
-        dirty = first[2] if len(taken) == 1 else any(line[2] for line in taken)
-        return first[0], fields, dirty
+        number, text, dirty = taken[0]
+        if len(taken) > 1:
+            text = "".join(line[1] or "" for line in taken)
+            dirty = any(line[2] for line in taken)
+        assert text is not None
+        # The csv module keeps a quote inside a field that is not quoted as text.
+        if '"' in text and not _CSV_RECORD.fullmatch(text):
+            return RowError(number, None, "MALFORMED_ROW", _QUOTE_INSIDE)
+        return number, fields, dirty, text.count("[") + text.count("{") > MAX_JSON_DEPTH
 
     def _broken(self, exc: Exception) -> RowError:
         # Reading resumes on the line after the one the broken record started on.
@@ -277,7 +300,7 @@ class RowReader:
             if isinstance(record, RowError):
                 yield record
                 continue
-            number, fields, dirty = record
+            number, fields, dirty, bracketed = record
             if not any(fields):
                 continue
             if len(fields) != width:
@@ -300,6 +323,11 @@ class RowReader:
                 if bad is not None:
                     yield RowError(number, bad[0], "INVALID_ENCODING", bad[1])
                     continue
+            if bracketed:
+                deep = next((c for c, f in zip(columns, fields, strict=True) if _too_deep(f)), None)
+                if deep is not None:
+                    yield RowError(number, deep, "MALFORMED_ROW", _TOO_DEEP)
+                    continue
             yield Row(number, dict(zip(columns, fields, strict=True)))
 
     def _jsonl_rows(self) -> Iterator[RowItem]:
@@ -320,10 +348,9 @@ class RowReader:
             if text.isspace():
                 continue
             try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                reason = f"is not valid JSON ({exc.msg}, column {exc.colno})"
-                yield RowError(number, None, "MALFORMED_ROW", reason)
+                obj = load_json(text)
+            except UnreadableJSONError as exc:
+                yield RowError(number, None, "MALFORMED_ROW", exc.reason)
                 continue
             if not isinstance(obj, dict):
                 reason = f"is a JSON {_json_kind(obj)}, not an object"
@@ -337,6 +364,77 @@ class RowReader:
                     yield RowError(number, bad[0], "INVALID_ENCODING", bad[1])
                     continue
             yield Row(number, values)
+
+
+_TOO_DEEP = f"nests JSON arrays and objects more than {MAX_JSON_DEPTH} deep"
+
+
+class UnreadableJSONError(ValueError):
+    """JSON text that `load_json` refuses; `reason` reads after a row or column. A
+    ValueError like json.loads' own: it is one row's error, reported in its place, not the
+    request's."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def load_json(text: str) -> Any:
+    """The value of JSON text a row may hold; UnreadableJSONError for any other text: not
+    JSON (NaN and Infinity included, which json.loads takes), nesting arrays and objects
+    more than MAX_JSON_DEPTH deep (told before parsing, which would recurse), or holding a
+    number past a double's range (PostgreSQL would store it, but write it back in full:
+    1e5000 as 5,001 digits, more than Python reads as an integer)."""
+    if _too_deep(text):
+        raise UnreadableJSONError(_TOO_DEEP)
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise UnreadableJSONError(f"is not valid JSON ({exc.msg}, column {exc.colno})") from None
+
+
+def _not_json(constant: str) -> float:
+    raise UnreadableJSONError(f"is not valid JSON ({constant} is not a JSON value)")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise UnreadableJSONError(f"has a number out of range ({_shortened(text)})")
+    return value
+
+
+def _int(text: str) -> int:
+    # A double holds up to 309 digits; only past that can a number be out of range.
+    if len(text) > 300 and math.isinf(float(text)):
+        raise UnreadableJSONError(f"has a number out of range ({_shortened(text)})")
+    return int(text)
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]}"
+
+
+# Made once: json.loads with a hook would make a decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_float, parse_int=_int)
+
+
+def _too_deep(text: str) -> bool:
+    """Whether the JSON in `text` nests arrays and objects more than MAX_JSON_DEPTH deep,
+    told in one pass without parsing (brackets inside strings do not count). Text that is
+    not JSON is measured the same way."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        mark = text[token.start()]
+        if mark in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif mark != '"':
+            depth -= 1
+    return False
 
 
 class _TooLong(Exception):
@@ -412,7 +510,7 @@ def _csv_reason(exc: csv.Error) -> str:
     if "new-line character" in message:
         return "has a carriage return in a field that is not quoted"
     if "expected after" in message:
-        return "has a quote inside a field: quote the whole field and double the quotes in it"
+        return _QUOTE_INSIDE
     return f"cannot be read as CSV ({message})"
 
 

@@ -14,6 +14,12 @@ PRODUCT_COLUMNS = (
 )
 
 
+def like_literal(text: str) -> str:
+    """`text` as a LIKE pattern that matches exactly it: its `%`, `_` and `\\` (the
+    default escape character) are escaped, so that a client's text is never a wildcard."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def filter_sql(flt: ProductFilter | None, args: list[Any], alias: str = "p") -> str:
     """The WHERE clause of a product filter; appends its parameters to `args`."""
     clauses = [f"{alias}.tenant_id = current_tenant_id()"]
@@ -35,10 +41,9 @@ def filter_sql(flt: ProductFilter | None, args: list[Any], alias: str = "p") -> 
                 f" AND dp.dataset_id = {param(flt.dataset_id)})"
             )
         if flt.sku_prefix:
-            escaped = flt.sku_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            clauses.append(f"{alias}.sku LIKE {param(escaped + '%')}")
+            clauses.append(f"{alias}.sku LIKE {param(like_literal(flt.sku_prefix) + '%')}")
         if flt.search:
-            clauses.append(f"{alias}.name ILIKE '%' || {param(flt.search)} || '%'")
+            clauses.append(f"{alias}.name ILIKE {param('%' + like_literal(flt.search) + '%')}")
         if flt.created_after is not None:
             clauses.append(f"{alias}.created_at > {param(flt.created_after)}")
         if flt.created_before is not None:

@@ -6,13 +6,15 @@ import json
 from collections.abc import Sequence
 
 from bulkops.db.imports import StagedRecord
-from bulkops.uploads import Row, RowError, UploadError
+from bulkops.uploads import Row, RowError, UnreadableJSONError, UploadError, load_json
 
 FIELDS = ("sku", "name", "barcode", "brand", "category", "status", "price", "attributes")
 IDENTIFIER_PREFIX = "identifier:"
 IDENTIFIERS = "identifiers"
 # The export's read-only columns, so that an export can be imported back as it is.
 IGNORED = frozenset({"id", "created_at", "updated_at"})
+
+_ATTRIBUTES = FIELDS.index("attributes")
 
 _FIELD, _IDENTIFIER, _OBJECT, _IGNORED = range(4)
 # What a column is: one of the above, and the field's index or the identifier's kind.
@@ -110,6 +112,15 @@ class ImportColumns:
             given = [(c, t, v) for c, t in self._identifiers if (v := values[c])]
         else:
             fields, given = self._spread(number, values)
+        attributes = fields[_ATTRIBUTES]
+        # PostgreSQL stores a number of any size, and writes it back in full: attributes
+        # with one Python cannot read back would leave a product that cannot be read.
+        if attributes is not None and attributes.strip():
+            try:
+                load_json(attributes)
+            except UnreadableJSONError as exc:
+                message = f"attributes {exc.reason}."
+                return (number, *fields, None, "INVALID_ATTRIBUTES", "attributes", message)
         if not given:
             return (number, *fields, None, None, None, None)
         identifiers = _Identifiers()
@@ -168,8 +179,8 @@ class _Identifiers:
         if not text.strip():
             return
         try:
-            obj = json.loads(text)
-        except ValueError:
+            obj = load_json(text)
+        except UnreadableJSONError:
             self.fail("INVALID_IDENTIFIER", column, "The identifiers are not valid JSON.")
             return
         if not isinstance(obj, dict):

@@ -7,6 +7,7 @@ import io
 import pytest
 
 from bulkops.uploads import (
+    MAX_JSON_DEPTH,
     Row,
     RowError,
     RowItem,
@@ -186,3 +187,94 @@ def test_a_row_is_a_pair_of_its_number_and_its_values() -> None:
     (item,) = read(b"sku\nA\n")
     number, values = item
     assert (number, values) == (2, {"sku": "A"})
+
+
+def test_a_quote_inside_an_unquoted_field_is_a_malformed_row() -> None:
+    items = read(
+        b"sku,name\n"
+        b'q"uote,z\n'  # 2
+        b'A,"Say ""hi"""\n'  # 3: quotes doubled inside a quoted field
+        b'B,trailing"\n'  # 4
+        b'C,"Two\nlines",\n'  # 5: a quoted line break, then a wrong number of fields
+        b'D,"Acme, Inc"\n'  # 7
+        b' "E",spaced\n'  # 8: a space before the quote: the field is not quoted
+    )
+    assert errors(items) == [
+        (2, None, "MALFORMED_ROW"),
+        (4, None, "MALFORMED_ROW"),
+        (5, None, "MALFORMED_ROW"),
+        (8, None, "MALFORMED_ROW"),
+    ]
+    assert rows(items) == [
+        (3, {"sku": "A", "name": 'Say "hi"'}),
+        (7, {"sku": "D", "name": "Acme, Inc"}),
+    ]
+    reasons = {i.row: i.reason for i in items if isinstance(i, RowError)}
+    assert reasons[2] == reasons[4] == reasons[8]
+    assert reasons[2].startswith("has a quote inside a field")
+
+
+def test_a_quote_inside_an_unquoted_header_field_refuses_the_file() -> None:
+    with pytest.raises(UploadError) as raised:
+        open_upload(io.BytesIO(b'sku,na"me\nA,B\n'), format=UploadFormat.CSV)
+    assert raised.value.code == "INVALID_HEADER"
+    assert "quote inside a field" in raised.value.message
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_json_nested_too_deep_is_a_row_error_and_reading_goes_on() -> None:
+    deep = nested(5000)
+    items = read(
+        (
+            f'{{"sku": "A", "attributes": {{"a": {deep}}}}}\n'
+            f"{deep}\n"
+            # The line's object, attributes and its key: exactly MAX_JSON_DEPTH deep.
+            f'{{"sku": "B", "attributes": {{"a": {nested(MAX_JSON_DEPTH - 2)}}}}}\n'
+            f'{{"sku": "C", "note": "{"[" * 5000}"}}\n'
+            f'{{"sku": "D", "attributes": {{"a": {nested(MAX_JSON_DEPTH - 1)}}}}}\n'
+        ).encode(),
+        filename="rows.jsonl",
+        limit=128 * 1024,
+    )
+    assert errors(items) == [
+        (1, None, "MALFORMED_ROW"),
+        (2, None, "MALFORMED_ROW"),
+        (5, None, "MALFORMED_ROW"),
+    ]
+    assert [values["sku"] for _, values in rows(items)] == ["B", "C"]
+    reasons = {i.reason for i in items if isinstance(i, RowError)}
+    assert reasons == {f"nests JSON arrays and objects more than {MAX_JSON_DEPTH} deep"}
+
+
+def test_a_csv_field_nested_too_deep_names_its_column() -> None:
+    deep = nested(5000)
+    items = read(
+        f'sku,identifiers,attributes\nA,{deep},\nB,,"{{""a"": {deep}}}"\nC,,"[""{"[" * 99}""]"\n'
+        f"D,{nested(MAX_JSON_DEPTH)},\n".encode(),
+        limit=128 * 1024,
+    )
+    assert errors(items) == [
+        (2, "identifiers", "MALFORMED_ROW"),
+        (3, "attributes", "MALFORMED_ROW"),
+    ]
+    assert [values["sku"] for _, values in rows(items)] == ["C", "D"]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"sku": "A", "price": NaN}', "is not valid JSON (NaN is not a JSON value)"),
+        (b'{"sku": "A", "n": -Infinity}', "is not valid JSON (-Infinity is not a JSON value)"),
+        (b'{"sku": "A", "price": 1e400}', "has a number out of range (1e400)"),
+        (b'{"sku": "A", "n": -1' + b"0" * 5000 + b"}", "has a number out of range ("),
+        (b'{"sku": "A", "n": 1' + b"0" * 400 + b".5}", "has a number out of range ("),
+    ],
+)
+def test_jsonl_numbers_a_row_cannot_hold_are_row_errors(line: bytes, reason: str) -> None:
+    items = read(line + b'\n{"sku": "B", "price": 1e300}\n', filename="rows.jsonl", limit=8192)
+    assert errors(items) == [(1, None, "MALFORMED_ROW")]
+    assert items[0].reason.startswith(reason)  # type: ignore[union-attr]
+    assert rows(items) == [(2, {"sku": "B", "price": "1e+300"})]

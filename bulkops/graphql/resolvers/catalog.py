@@ -22,16 +22,20 @@ def to_filter(flt: ProductFilter | None, field: list[str]) -> FilterModel | None
     dataset_id = (
         parse_id(flt.dataset_id, [*field, "datasetId"]) if flt.dataset_id is not None else None
     )
-    return FilterModel(
-        status=tuple(s.value for s in flt.status) if flt.status is not None else None,
-        brand=tuple(flt.brand) if flt.brand is not None else None,
-        category=tuple(flt.category) if flt.category is not None else None,
-        dataset_id=dataset_id,
-        sku_prefix=flt.sku_prefix,
-        search=flt.search,
-        created_after=flt.created_after,
-        created_before=flt.created_before,
-    )
+    try:
+        return FilterModel(
+            status=tuple(s.value for s in flt.status) if flt.status is not None else None,
+            brand=tuple(flt.brand) if flt.brand is not None else None,
+            category=tuple(flt.category) if flt.category is not None else None,
+            dataset_id=dataset_id,
+            sku_prefix=flt.sku_prefix,
+            search=flt.search,
+            created_after=flt.created_after,
+            created_before=flt.created_before,
+        )
+    except InputError as exc:
+        # The model names the field within the filter; the client knows it by its path.
+        raise InputError(exc.message, code=exc.code, field=[*field, *exc.field]) from None
 
 
 def _id_or_none(value: strawberry.ID) -> int | None:

@@ -6,7 +6,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -16,7 +15,7 @@ from strawberry.exceptions import StrawberryGraphQLError
 from bulkops.constants import job_channel, tenant_jobs_channel
 from bulkops.errors import InputError
 from bulkops.graphql.enums import JobStatus, RetryScope
-from bulkops.graphql.paging import decode_cursor, page_size
+from bulkops.graphql.paging import page_size, time_id_cursor
 from bulkops.graphql.types.common import Connection, Info, connection, encode_cursor
 from bulkops.graphql.types.jobs import Job, OperationInfo
 from bulkops.graphql.types.results import JobActionResult, JobQueued, Rejected, RetryJobResult
@@ -59,7 +58,7 @@ async def jobs(
         info.context.tenant,
         statuses=status or None,
         operation=operation,
-        before=_job_cursor(after),
+        before=time_id_cursor(after, "job"),
         limit=size,
     )
     return connection(
@@ -70,21 +69,6 @@ async def jobs(
         has_previous=after is not None,
         total=page.total,
     )
-
-
-def _job_cursor(after: str | None) -> tuple[datetime, str] | None:
-    """The (created_at, id) of the job a `jobs` cursor points after."""
-    raw = decode_cursor(after, "job")
-    if raw is None:
-        return None
-    created, _, job_id = raw.rpartition("|")
-    try:
-        return datetime.fromisoformat(created), str(uuid.UUID(job_id))
-    except ValueError:
-        raise StrawberryGraphQLError(
-            "The cursor is not valid here.",
-            extensions={"code": "BAD_USER_INPUT", "field": ["after"]},
-        ) from None
 
 
 def operations(info: Info) -> list[OperationInfo]:

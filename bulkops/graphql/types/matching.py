@@ -11,6 +11,7 @@ from bulkops.graphql.types.common import Connection, Info, connection, encode_cu
 from bulkops.models import ProductRow, ResultRow
 from bulkops.operations.match_products import MATCHED_BY
 from bulkops.services import matching
+from bulkops.services.match_input import MAX_ROW_NUMBER
 
 
 @strawberry.type(description="One input row of matchProducts and what it matched.")
@@ -66,7 +67,7 @@ async def job_match_results(
 ) -> Connection[MatchRow] | None:
     """A matchProducts job's rows, a page at a time; None for another tenant's job."""
     size = page_size(first)
-    start = int_cursor(after, "row")
+    start = int_cursor(after, "row", maximum=MAX_ROW_NUMBER)
     if matched_by is not None and matched_by not in MATCHED_BY:
         raise StrawberryGraphQLError(
             f"Unknown rule {matched_by!r}; expected one of {', '.join(MATCHED_BY)}.",
