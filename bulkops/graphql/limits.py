@@ -132,6 +132,15 @@ class _OverLimit(Exception):
     pass
 
 
+class EmptySelectionSet(Exception):
+    """A selection set selects nothing (`{ }`): graphql-core parses it, but nothing can be
+    answered for it and Strawberry's depth limiter fails on it."""
+
+    def __init__(self, node: SelectionSetNode) -> None:
+        super().__init__()
+        self.node = node
+
+
 class _FieldCount:
     def __init__(self, document: DocumentNode, limit: int) -> None:
         self.fragments = {
@@ -169,6 +178,8 @@ class _FieldCount:
         """The fields of a selection set, its fragments (spread or inline) expanded."""
         if depth > MAX_NESTING:
             raise _OverLimit
+        if not selection_set.selections:
+            raise EmptySelectionSet(selection_set)
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
                 yield selection
@@ -190,7 +201,7 @@ def query_fields(document: DocumentNode, limit: int) -> int | None:
     past `limit` (counting stops there) or past `MAX_NESTING` levels of selections or of
     fragments. A response name selected n times at one level counts n(n+1)/2, and each
     fragment spread one. Fragments no operation spreads are counted on their own, since
-    validation walks them too."""
+    validation walks them too. Raises EmptySelectionSet for a `{ }` (within the limit)."""
     count = _FieldCount(document, limit)
     try:
         for definition in document.definitions:
@@ -247,16 +258,30 @@ class QueryLimits(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if self.parsed and document is not None and context.pre_execution_errors is None:
-            if query_fields(document, self.max_fields) is None:
-                # Set errors skip graphql-core's validation: the expensive part refused.
+            # Errors set here skip graphql-core's validation: the costly part is refused.
+            try:
+                fields = query_fields(document, self.max_fields)
+            except EmptySelectionSet as empty:
                 context.pre_execution_errors = [
                     GraphQLError(
-                        f"The query selects more than {self.max_fields} fields (fragments "
-                        "expanded, a field repeated at one level counting more), or nests "
-                        f"them more than {MAX_NESTING} levels deep.",
-                        extensions={"code": "QUERY_TOO_COMPLEX"},
+                        "A selection set must select at least one field.",
+                        empty.node,
+                        extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
                     )
                 ]
             else:
-                context.validation_rules = (*context.validation_rules, StorableStringsRule)
+                if fields is None:
+                    context.pre_execution_errors = [
+                        GraphQLError(
+                            f"The query selects more than {self.max_fields} fields (fragments "
+                            "expanded, a field repeated at one level counting more), or nests "
+                            f"them more than {MAX_NESTING} levels deep.",
+                            extensions={"code": "QUERY_TOO_COMPLEX"},
+                        )
+                    ]
+                else:
+                    context.validation_rules = (
+                        *context.validation_rules,
+                        StorableStringsRule,
+                    )
         yield

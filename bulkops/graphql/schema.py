@@ -29,7 +29,7 @@ def build_schema(
     max_depth: int = 12,
     max_aliases: int = 30,
     max_query_chars: int = 100_000,
-    max_query_tokens: int = 10_000,
+    max_query_tokens: int = 5_000,
     max_query_fields: int = 5_000,
     operations: Registry = REGISTRY,
 ) -> Any:

@@ -183,10 +183,19 @@ async def test_a_query_past_the_size_limit_is_refused_before_it_is_parsed(
             + " fragment F30 on Query { __typename }",
             "QUERY_TOO_COMPLEX",
         ),
+        ("{ products { } }", "GRAPHQL_VALIDATION_FAILED"),
+        ("{ __typename ...F } fragment F on Query { }", "GRAPHQL_VALIDATION_FAILED"),
     ],
-    ids=["too many tokens", "too many comments", "too many fields", "fragments doubling"],
+    ids=[
+        "too many tokens",
+        "too many comments",
+        "too many fields",
+        "fragments doubling",
+        "empty selection",
+        "empty fragment",
+    ],
 )
-async def test_a_query_past_its_cost_limits_is_a_typed_error(
+async def test_a_query_past_its_cost_limits_or_selecting_nothing_is_a_typed_error(
     http: httpx.AsyncClient, gql: GraphQLClient, query: str, code: str
 ) -> None:
     for _ in range(2):

@@ -8,7 +8,7 @@ import pytest
 from graphql import get_introspection_query, parse
 
 from bulkops.errors import InputError
-from bulkops.graphql.limits import check_variables, query_fields
+from bulkops.graphql.limits import EmptySelectionSet, check_variables, query_fields
 
 
 @pytest.mark.parametrize(
@@ -37,6 +37,15 @@ def test_counting_stops_at_the_limit_however_fragments_multiply() -> None:
     fragments = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(60))
     document = parse("{ ...F0 } " + fragments + " fragment F60 on Query { a }")
     assert query_fields(document, 5_000) is None
+
+
+@pytest.mark.parametrize(
+    "document",
+    ["{ }", "{ a { } }", "{ ... on Query { } }", "{ a } fragment F on Query { }"],
+)
+def test_an_empty_selection_set_anywhere_is_found(document: str) -> None:
+    with pytest.raises(EmptySelectionSet):
+        query_fields(parse(document), 1_000)
 
 
 @pytest.mark.parametrize(
