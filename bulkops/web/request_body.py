@@ -7,7 +7,7 @@ parsed as JSON without NaN, Infinity or numbers out of range. The result, like a
 GET's query parameters and an upload's `operations` field, must be one GraphQL request:
 an object with a `query` string no longer than `max_query_bytes`, `variables` an object or
 null (holding no string that cannot be stored, nested at most so deep:
-`bulkops.graphql.limits.check_variables`), `operationName` a string or null and
+`bulkops.graphql.limits.check_variables`), `operationName` a string (storable too) or null and
 `extensions` an object or null. An upload's `map` must send file parts to places in
 `operations`' variables."""
 
@@ -22,7 +22,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message, Receive
 
 from bulkops.errors import InputError
-from bulkops.graphql.limits import check_variables
+from bulkops.graphql.limits import UNSTORABLE_MESSAGE, check_variables, unstorable
 
 
 class BadRequest(InputError):
@@ -177,6 +177,10 @@ def check_request(request: Any, *, max_query_bytes: int, field: list[str] | None
         value = request.get(name)
         if value is not None and not isinstance(value, kind):
             raise BadRequest(f"`{name}` must be {described} or null.", field=[*prefix, name])
+    operation_name = request.get("operationName")
+    # Strawberry names an unknown operation in its answer, which must encode as UTF-8.
+    if isinstance(operation_name, str) and unstorable(operation_name):
+        raise BadRequest(UNSTORABLE_MESSAGE, field=[*prefix, "operationName"])
     variables = request.get("variables")
     if variables:
         try:

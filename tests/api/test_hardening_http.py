@@ -88,6 +88,7 @@ async def catalog(owner: asyncpg.Connection, storage: LocalStorage, tenant: Tena
         (b'{"query": "{ __typename }", "variables": "{}"}', ["variables"]),
         (b'{"query": "{ __typename }", "operationName": 7}', ["operationName"]),
         (b'{"query": "{ __typename }", "extensions": "x"}', ["extensions"]),
+        (b'{"query": "{ __typename }", "operationName": "\\ud800"}', ["operationName"]),
     ],
     ids=[
         "invalid utf-8",
@@ -108,6 +109,7 @@ async def catalog(owner: asyncpg.Connection, storage: LocalStorage, tenant: Tena
         "variables a string",
         "operationName a number",
         "extensions a string",
+        "operationName a lone surrogate",
     ],
 )
 async def test_a_body_that_is_not_one_graphql_request_is_a_400(
