@@ -242,6 +242,8 @@ class QueryLimits(SchemaExtension):
             # Refused before the first token is read.
             options["max_source_length"] = self.max_chars
         yield
+        # graphql-core reports its limits as syntax errors; they are reworded and coded in
+        # place, since the result already holds them.
         too_many = f"Syntax Error: Document contains more than {self.max_tokens} tokens."
         for error in context.pre_execution_errors or ():
             if isinstance(error, GraphQLSyntaxError) and (
@@ -269,19 +271,15 @@ class QueryLimits(SchemaExtension):
                         extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
                     )
                 ]
-            else:
-                if fields is None:
-                    context.pre_execution_errors = [
-                        GraphQLError(
-                            f"The query selects more than {self.max_fields} fields (fragments "
-                            "expanded, a field repeated at one level counting more), or nests "
-                            f"them more than {MAX_NESTING} levels deep.",
-                            extensions={"code": "QUERY_TOO_COMPLEX"},
-                        )
-                    ]
-                else:
-                    context.validation_rules = (
-                        *context.validation_rules,
-                        StorableStringsRule,
+                fields = 0
+            if fields is None:
+                context.pre_execution_errors = [
+                    GraphQLError(
+                        f"The query selects more than {self.max_fields} fields (fragments "
+                        "expanded, a field repeated at one level counting more), or nests "
+                        f"them more than {MAX_NESTING} levels deep.",
+                        extensions={"code": "QUERY_TOO_COMPLEX"},
                     )
+                ]
+            context.validation_rules = (*context.validation_rules, StorableStringsRule)
         yield
