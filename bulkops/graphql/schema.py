@@ -9,6 +9,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter
 
 from bulkops.graphql.execution import CachedDocuments, DocumentCache, ExecutionContext
+from bulkops.graphql.limits import QueryLimits
 from bulkops.graphql.roots import Query, Subscription, mutation_root
 from bulkops.graphql.types.results import summary_type
 from bulkops.operations import REGISTRY, Registry
@@ -27,13 +28,21 @@ def build_schema(
     dev: bool = False,
     max_depth: int = 12,
     max_aliases: int = 30,
+    max_query_chars: int = 100_000,
+    max_query_tokens: int = 5_000,
+    max_query_fields: int = 5_000,
     operations: Registry = REGISTRY,
 ) -> Any:
-    """The schema of the API serving `operations`."""
+    """The schema of the API serving `operations`, refusing documents past the limits
+    (`bulkops.graphql.limits`)."""
     # Factories, so each request gets fresh extension instances.
     documents = DocumentCache()
     extensions: list[Any] = [
         lambda: CachedDocuments(documents),
+        # After the cache: a cached document passed the limits when it was kept.
+        lambda: QueryLimits(
+            max_chars=max_query_chars, max_tokens=max_query_tokens, max_fields=max_query_fields
+        ),
         lambda: QueryDepthLimiter(max_depth=max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
     ]

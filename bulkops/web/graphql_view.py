@@ -7,12 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from starlette.requests import Request
+from cross_web import HTTPException as StrawberryHTTPException
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.parse_content_type import parse_content_type
+from strawberry.schema.exceptions import InvalidOperationTypeError
 
 from bulkops.config import Settings
 from bulkops.graphql.context import Context
@@ -20,6 +25,14 @@ from bulkops.graphql.shared_streams import SharedStreams
 from bulkops.graphql.ws_protocols import GuardedWebSocketAdapter
 from bulkops.web.auth import request_tenant
 from bulkops.web.rate_limit import RateLimitedGraphQLWSHandler, RateLimitedTransportWSHandler
+from bulkops.web.request_body import (
+    BadRequest,
+    check_json_body,
+    check_multipart,
+    check_query_params,
+    read_body,
+    replay,
+)
 from bulkops.web.responses import error_response, unauthenticated
 from bulkops.web.state import AppState
 
@@ -73,7 +86,9 @@ class BulkopsGraphQL(GraphQL[Context, None]):
 
 
 class GraphQLEndpoint:
-    """Checks the bearer token and the request size before Strawberry sees an HTTP request."""
+    """Checks the bearer token and the request (its size, its shape, the strings its
+    variables hold: `bulkops.web.request_body`) before Strawberry sees an HTTP request, and
+    answers Strawberry's own refusals as GraphQL errors."""
 
     def __init__(self, view: BulkopsGraphQL, settings: Settings) -> None:
         self.view = view
@@ -84,8 +99,7 @@ class GraphQLEndpoint:
         without the preflight header that keeps cross-site forms out), or None."""
         length = request.headers.get("content-length")
         size = int(length) if length and length.isdigit() else None
-        multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
-        if not multipart:
+        if _media_type(request) != "multipart/form-data":
             if size is not None and size > self.settings.max_request_bytes:
                 return _request_error(413, "REQUEST_TOO_LARGE", "The request is too large.")
             return None
@@ -106,21 +120,94 @@ class GraphQLEndpoint:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            request = Request(scope, receive)
-            is_ide = request.method == "GET" and "query" not in request.query_params
-            if not is_ide:
-                refusal = self._refuse_body(request)
-                if refusal is not None:
-                    await refusal(scope, receive, send)
-                    return
-                tenant = await request_tenant(request)
-                if tenant is None:
-                    await unauthenticated(graphql=True)(scope, receive, send)
-                    return
-                scope["bulkops.tenant"] = tenant
-        await self.view(scope, receive, send)
+        if scope["type"] != "http":
+            await self.view(scope, receive, send)
+            return
+        try:
+            response = await self._respond(Request(scope, receive))
+        except BadRequest as error:
+            response = _request_error(error.status, error.code, error.message, field=error.field)
+        except ClientDisconnect:
+            return
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        if request.method not in ("GET", "POST"):
+            return _request_error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "GraphQL takes GET (queries) and POST.",
+                headers={"Allow": "GET, POST"},
+            )
+        if request.method == "GET" and "query" not in request.query_params:
+            return await self._run(request)  # GraphiQL
+        refusal = self._refuse_body(request)
+        if refusal is not None:
+            return refusal
+        tenant = await request_tenant(request)
+        if tenant is None:
+            return unauthenticated(graphql=True)
+        request.scope["bulkops.tenant"] = tenant
+        max_query_bytes = self.settings.max_query_bytes
+        if request.method == "GET":
+            check_query_params(request.query_params, max_query_bytes=max_query_bytes)
+            return await self._run(request)
+        media_type = _media_type(request)
+        if media_type == "multipart/form-data":
+            return await self._run_upload(request)
+        # Strawberry's own test for JSON.
+        if "application/json" not in media_type:
+            return _request_error(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Send the request as application/json (or an upload as multipart/form-data).",
+            )
+        body = await read_body(request.receive, limit=self.settings.max_request_bytes)
+        if body is None:
+            raise ClientDisconnect
+        check_json_body(body, max_query_bytes=max_query_bytes)
+        return await self._run(Request(request.scope, replay(body, request.receive)))
+
+    async def _run_upload(self, request: Request) -> Response:
+        # The file parts are spooled to disk as they arrive; Strawberry reads the same form.
+        try:
+            form = await request.form()
+        except (HTTPException, MultiPartException) as error:
+            message = error.detail if isinstance(error, HTTPException) else error.message
+            raise BadRequest(f"The upload cannot be read: {message}") from None
+        try:
+            check_multipart(form, max_query_bytes=self.settings.max_query_bytes)
+            return await self._run(request)
+        finally:
+            await form.close()
+
+    async def _run(self, request: Request) -> Response:
+        try:
+            response: Response = await self.view.run(request)
+        except StrawberryHTTPException as error:
+            if isinstance(error.__cause__, InvalidOperationTypeError):
+                return _request_error(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    "Mutations are sent with POST.",
+                    headers={"Allow": "POST"},
+                )
+            return _request_error(error.status_code, "BAD_REQUEST", error.reason)
+        return response
 
 
-def _request_error(status: int, code: str, message: str) -> Response:
-    return error_response(status, message, code, graphql=True)
+def _media_type(request: Request) -> str:
+    # Read as Strawberry reads it, so that what it takes for an upload or JSON is checked.
+    media_type, _ = parse_content_type(request.headers.get("content-type", ""))
+    return media_type
+
+
+def _request_error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return error_response(status, message, code, field=field, headers=headers, graphql=True)
