@@ -17,6 +17,7 @@ from typing import Any
 
 from graphql import (
     DocumentNode,
+    GraphQLError,
     GraphQLID,
     GraphQLInputType,
     GraphQLSchema,
@@ -29,6 +30,9 @@ from graphql import (
 from graphql.execution.values import VariableValues
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from bulkops.errors import InputError
+from bulkops.graphql.limits import check_variables
 
 # Shorter lists are coerced by graphql-core: the fast path pays off on long ones.
 FAST_PATH_MIN_ITEMS = 64
@@ -117,6 +121,14 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
+        if raw_variable_values:
+            # The HTTP body reader checked these already; a websocket's arrive here first.
+            try:
+                check_variables(raw_variable_values)
+            except InputError as exc:
+                return [
+                    GraphQLError(exc.message, extensions={"code": exc.code, "field": exc.field})
+                ]
         taken: Taken = []
         given = raw_variable_values or {}
         operation = _operation(document, operation_name) if raw_variable_values else None

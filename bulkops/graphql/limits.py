@@ -10,6 +10,7 @@ recursively."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, cast
@@ -42,6 +43,7 @@ MAX_VARIABLE_DEPTH = 64
 # far deeper than any real document (and the depth limit), and well within Python's
 # recursion limit.
 MAX_NESTING = 100
+NOT_FINITE_MESSAGE = "A number must be finite (no NaN or Infinity, nothing past a double's range)."
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -71,6 +73,10 @@ def check_variables(variables: dict[str, Any], *, max_depth: int = MAX_VARIABLE_
             if unstorable(value):
                 raise InputError(UNSTORABLE_MESSAGE, code="BAD_USER_INPUT", field=path)
             return
+        if kind is float:
+            if not math.isfinite(value):
+                raise InputError(NOT_FINITE_MESSAGE, code="BAD_USER_INPUT", field=path)
+            return
         if kind is not dict and kind is not list:
             return
         if depth > max_depth:
@@ -86,6 +92,8 @@ def check_variables(variables: dict[str, Any], *, max_depth: int = MAX_VARIABLE_
         # Long lists of ids are the common case: checked in one pass at C speed.
         types = set(map(type, items))
         if types <= _SCALARS:
+            if float in types and not all(math.isfinite(v) for v in items if type(v) is float):
+                raise InputError(NOT_FINITE_MESSAGE, code="BAD_USER_INPUT", field=path)
             if str not in types:
                 return
             strings = items if len(types) == 1 else [v for v in items if type(v) is str]
