@@ -14,6 +14,7 @@ import pytest
 import websockets
 from websockets.typing import Subprotocol
 
+from bulkops.graphql.limits import UNSTORABLE_MESSAGE
 from tests.support import Subscription, Tenant
 
 TRANSPORT = Subprotocol("graphql-transport-ws")
@@ -234,7 +235,9 @@ async def test_bad_operations_get_an_error_and_the_connection_serves_on(
     # hand: encoding them here would hit the recursion limit); a shared subscription
     # encodes its variables again.
     nested = '{"a":' * 900 + "1" + "}" * 900
-    bad.append(({"query": JOB, "variables": {"id": "NESTED"}}, "Variable '$id' has invalid"))
+    bad.append(({"query": JOB, "variables": {"id": "NESTED"}}, "Variables may nest"))
+    # What Postgres cannot store is refused before anything runs, as over HTTP.
+    bad.append(({"query": JOB, "variables": {"id": "a\u0000b"}}, UNSTORABLE_MESSAGE))
     for n, (payload, message) in enumerate(bad):
         await ws.send(subscribe(payload, f"bad-{n}").replace('"NESTED"', nested))
         answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
