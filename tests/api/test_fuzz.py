@@ -25,7 +25,7 @@ from bulkops.storage import LocalStorage
 from tests.support import Tenant, make_dataset, make_products
 
 SCHEMA = (Path(__file__).resolve().parents[2] / "schema.graphql").read_text()
-EXAMPLES = 60
+EXAMPLES = 150
 
 SCALARS: dict[str, st.SearchStrategy[Any]] = {
     "DateTime": st.one_of(
