@@ -17,11 +17,16 @@ async def ensure_dataset(conn: asyncpg.Connection, tenant_id: str, name: str) ->
     return dataset_id
 
 
-async def count_products(conn: asyncpg.Connection, tenant_id: str) -> int:
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM products WHERE tenant_id = $1", tenant_id
+async def last_demo_number(conn: asyncpg.Connection, tenant_id: str) -> int:
+    """The highest number of the tenant's demo SKUs (SKU-00000042 is 42), 0 without any:
+    new demo products are numbered after it, so seeding again after deletions never reuses
+    a SKU or barcode."""
+    last: int = await conn.fetchval(
+        """SELECT coalesce(max(substring(sku FROM '^SKU-([0-9]{1,18})$')::bigint), 0)
+           FROM products WHERE tenant_id = $1""",
+        tenant_id,
     )
-    return count
+    return last
 
 
 async def insert_demo_products(

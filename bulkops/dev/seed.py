@@ -39,7 +39,7 @@ async def seed_products(
     tenant_id = await ensure_tenant(conn, tenant_name)
     featured = await seed_db.ensure_dataset(conn, tenant_id, "Featured")
     clearance = await seed_db.ensure_dataset(conn, tenant_id, "Clearance")
-    start = await seed_db.count_products(conn, tenant_id)
+    start = await seed_db.last_demo_number(conn, tenant_id)
     done = 0
     while done < count:
         size = min(CHUNK, count - done)
