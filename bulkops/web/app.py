@@ -24,6 +24,7 @@ from bulkops.services.auth import Authenticator
 from bulkops.services.container import Services
 from bulkops.services.progress import Broker
 from bulkops.storage import LocalStorage
+from bulkops.web.cors import OriginPolicy
 from bulkops.web.graphql_view import STATIC_DIR, BulkopsGraphQL, GraphQLEndpoint
 from bulkops.web.rate_limit import RateLimited, RateLimiter, too_many_requests
 from bulkops.web.routes import (
@@ -42,6 +43,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
     """The ASGI app serving `operations`. Postgres and Redis are opened in the lifespan,
     from `settings`."""
     assert settings.database_url and settings.redis_url, "database and redis URLs are needed"
+    origins = OriginPolicy(settings)
     view = BulkopsGraphQL(
         build_schema(
             dev=settings.dev,
@@ -55,7 +57,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         connection_init_wait_timeout=timedelta(seconds=30),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
-        allowed_origins=settings.allowed_origins,
+        origins=origins,
         multipart_uploads_enabled=True,
     )
     endpoint = GraphQLEndpoint(view, settings)
@@ -108,7 +110,8 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders)],
+        # CORS outermost, so that every answer (a 401, a 429) is readable by an allowed page.
+        middleware=[origins.middleware(), Middleware(SecurityHeaders)],
         # Raised where every route learns its tenant (`bulkops.web.auth.request_tenant`).
         exception_handlers={RateLimited: _rate_limited},
     )

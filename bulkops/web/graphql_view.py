@@ -24,6 +24,7 @@ from bulkops.graphql.context import Context
 from bulkops.graphql.shared_streams import SharedStreams
 from bulkops.graphql.ws_protocols import GuardedWebSocketAdapter
 from bulkops.web.auth import request_tenant
+from bulkops.web.cors import OriginPolicy
 from bulkops.web.rate_limit import RateLimitedGraphQLWSHandler, RateLimitedTransportWSHandler
 from bulkops.web.request_body import (
     BadRequest,
@@ -49,10 +50,15 @@ class BulkopsGraphQL(GraphQL[Context, None]):
     graphql_ws_handler_class = RateLimitedGraphQLWSHandler
     websocket_adapter_class = GuardedWebSocketAdapter
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, origins: OriginPolicy, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.origins = origins
         # Closed by the app's lifespan.
         self.streams = SharedStreams()
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        # The same origins as HTTP's CORS, the dev pattern included.
+        return self.origins.allows(origin)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state: AppState = request.scope["state"]
