@@ -88,11 +88,6 @@ class Authenticator:
             scopes=signed_in.scopes,
         )
 
-    async def tenant_for(self, token: str | None) -> str | None:
-        """The tenant id of `token`, or None."""
-        caller = await self.caller_for(token)
-        return caller.tenant_id if caller is not None else None
-
     async def _token_owner(self, key: bytes) -> Any:
         async with self._pool.acquire() as conn:
             return await authenticate_token(conn, key[1:])
