@@ -19,7 +19,7 @@ from bulkops.db.migrate import apply_migrations
 from bulkops.db.tenants import ensure_tenant, insert_token, product_count
 from bulkops.dev.embedded import EmbeddedServers, ensure_servers
 from bulkops.dev.seed import print_progress, progress_bar, seed_products
-from bulkops.domain import JobStatus
+from bulkops.domain import JobStatus, Scope
 from bulkops.services.auth import Authenticator, hash_token, new_token
 from bulkops.storage import LocalStorage
 
@@ -64,12 +64,12 @@ async def migrate(settings: Settings) -> None:
         print(f"applied {migration.version:04d}_{migration.name}", file=sys.stderr)
 
 
-async def create_token(settings: Settings, tenant: str) -> str:
+async def create_token(settings: Settings, tenant: str, scope: Scope = Scope.ADMIN) -> str:
     conn = await _owner(settings)
     try:
         tenant_id = await ensure_tenant(conn, tenant)
         token = new_token()
-        await insert_token(conn, tenant_id, hash_token(token))
+        await insert_token(conn, tenant_id, hash_token(token), scope=scope)
     finally:
         await conn.close()
     return token
@@ -120,7 +120,8 @@ async def _demo_token(settings: Settings) -> str:
             settings.database_url, role=settings.app_role, min_size=1, max_size=1
         )
         try:
-            if await Authenticator(pool).tenant_for(token):
+            caller = await Authenticator(pool).caller_for(token)
+            if caller is not None and caller.may(Scope.ADMIN):
                 return token
         finally:
             await pool.close()
@@ -311,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
     p = token.add_parser("create", help="print a new token for a tenant (created if needed)")
     p.add_argument("--tenant", required=True)
+    p.add_argument(
+        "--scope",
+        choices=[scope.value for scope in Scope],
+        default=Scope.ADMIN.value,
+        help="read: queries, subscriptions, downloads; write: also bulk mutations and job "
+        "actions; admin (default): everything",
+    )
     p = sub.add_parser("seed", help="add realistic products to a tenant")
     p.add_argument("--tenant", required=True)
     p.add_argument("--products", type=int, required=True)
@@ -341,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "migrate":
         asyncio.run(migrate(settings))
     elif args.command == "token":
-        print(asyncio.run(create_token(settings, args.tenant)))
+        print(asyncio.run(create_token(settings, args.tenant, Scope(args.scope))))
     elif args.command == "seed":
         if args.products < 1:
             sys.exit("bulkops seed: --products must be at least 1")

@@ -24,6 +24,22 @@ class Settings(BaseSettings):
     storage_dir: Path | None = None
     dev: bool = False
     allowed_origins: list[str] = []
+    # Sign-in with an OpenID Connect provider: bearer JWTs it signs are accepted besides API
+    # tokens when issuer, audience and JWKS URL are all set.
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_jwks_url: str | None = None
+    # The claim naming the caller's tenant (its name, as `bulkops token create` takes it)
+    # and the one holding its scopes (space-separated, or a list).
+    jwt_tenant_claim: str = "tenant"
+    jwt_scope_claim: str = "scope"
+    # Clock skew tolerated on exp and nbf.
+    jwt_leeway_seconds: float = Field(default=30.0, ge=0)
+    # Keys are fetched again after this long; a token naming a key not in the set fetches
+    # them at once, but at most once per `jwt_jwks_min_refresh_seconds`.
+    jwt_jwks_cache_seconds: float = Field(default=600.0, gt=0)
+    jwt_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+    jwt_jwks_timeout_seconds: float = Field(default=5.0, gt=0)
     public_url: str = "http://127.0.0.1:8000"
 
     pool_min_size: int = 2

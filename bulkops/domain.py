@@ -55,3 +55,16 @@ class ProductStatus(StrEnum):
 class ExportFormat(StrEnum):
     CSV = "CSV"
     JSONL = "JSONL"
+
+
+class Scope(StrEnum):
+    """What a caller may do; each scope includes the ones before it."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    @property
+    def includes(self) -> frozenset[Scope]:
+        order = list(Scope)
+        return frozenset(order[: order.index(self) + 1])

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bulkops.domain import TERMINAL_STATUSES
+from bulkops.domain import TERMINAL_STATUSES, Scope
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -18,6 +18,40 @@ def _dt(value: str | datetime | None) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class TokenOwner:
+    """What an API token stands for."""
+
+    tenant_id: str
+    tenant_name: str
+    token_name: str
+    scope: Scope
+
+    @classmethod
+    def from_row(cls, row: Any) -> TokenOwner:
+        return cls(
+            tenant_id=str(row["tenant_id"]),
+            tenant_name=row["tenant_name"],
+            token_name=row["token_name"],
+            scope=Scope(row["scope"]),
+        )
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes a request: a tenant, a subject (a token's name or a signed-in user) and
+    the scopes granted to it."""
+
+    tenant_id: str
+    tenant_name: str
+    subject: str
+    scopes: frozenset[Scope]
+
+    def may(self, needed: Scope) -> bool:
+        """Whether one of the caller's scopes includes `needed`."""
+        return any(needed in held.includes for held in self.scopes)
 
 
 @dataclass(frozen=True)
@@ -122,6 +156,7 @@ class JobState:
     finished_at: datetime | None
     params: dict[str, Any] = field(default_factory=dict)
     slices: int = 0
+    created_by: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -170,6 +205,8 @@ class JobState:
             recent_errors=tuple(ItemFailure.from_json(e) for e in row["recent_errors"]),
             result=row["result"],
             parent_id=str(row["parent_id"]) if row["parent_id"] else None,
+            # Payloads published before the column existed have none.
+            created_by=row.get("created_by"),
             created_at=row["created_at"],
             started_at=row["started_at"],
             updated_at=row["updated_at"],
@@ -203,6 +240,7 @@ class JobState:
             "finished_at": _iso(self.finished_at),
             "params": self.params,
             "slices": self.slices,
+            "created_by": self.created_by,
         }
 
     @classmethod

@@ -26,13 +26,14 @@ async def insert_job(
     parent_id: str | None = None,
     idempotency_key: str | None = None,
     item_ids: Sequence[int] | None = None,
+    created_by: str | None = None,
 ) -> JobState:
     """The job row and, when the selection is explicit ids, its `item_ids`: one statement."""
     row = await conn.fetchrow(
         """WITH job AS (
              INSERT INTO jobs (operation, priority, error_policy, params, selection, total,
-                               parent_id, idempotency_key, current_step)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued')
+                               parent_id, idempotency_key, current_step, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $10)
              RETURNING *),
            items AS (
              INSERT INTO job_items (job_id, item_id)
@@ -47,6 +48,7 @@ async def insert_job(
         parent_id,
         idempotency_key,
         item_ids,
+        created_by,
     )
     return JobState.from_row(row)
 

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from bulkops.errors import AuthenticationError
+from bulkops.models import Caller
 from bulkops.services.container import Services
 from bulkops.services.progress import Broker
 
@@ -29,7 +30,7 @@ class Context:
     request: Request | WebSocket
     response: Response | WebSocket | None
     state: GraphQLState
-    tenant_id: str | None = None
+    caller: Caller | None = None
     connection_params: dict[str, Any] | None = None
     _loaders: Loaders | None = field(default=None, repr=False)
 
@@ -38,11 +39,20 @@ class Context:
         return self.state["services"]
 
     @property
+    def tenant_id(self) -> str | None:
+        return self.caller.tenant_id if self.caller is not None else None
+
+    @property
     def tenant(self) -> str:
         """The caller's tenant; raises when the request is not authenticated."""
-        if self.tenant_id is None:
+        if self.caller is None:
             raise AuthenticationError
-        return self.tenant_id
+        return self.caller.tenant_id
+
+    @property
+    def subject(self) -> str | None:
+        """Who acts: a token's name or a signed-in user's subject."""
+        return self.caller.subject if self.caller is not None else None
 
     @property
     def loaders(self) -> Loaders:

@@ -33,6 +33,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from bulkops.errors import InputError
 from bulkops.graphql.limits import check_variables
+from bulkops.graphql.scopes import forbidden
 
 # Shorter lists are coerced by graphql-core: the fast path pays off on long ones.
 FAST_PATH_MIN_ITEMS = 64
@@ -106,8 +107,10 @@ def _put_back(coerced: dict[str, Any], path: tuple[str, ...], value: list[str]) 
 
 
 class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context, with long string lists of `[ID!]` in variables
-    passed through as they are (see the module's docstring)."""
+    """Strawberry's execution context, refusing an operation the caller has not the scope
+    for (`bulkops.graphql.scopes`), with long string lists of `[ID!]` in variables passed
+    through as they are (see the module's docstring). Every query, mutation and
+    subscription is built here, so this is the one place scopes are checked."""
 
     @classmethod
     def build(
@@ -129,9 +132,15 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return [
                     GraphQLError(exc.message, extensions={"code": exc.code, "field": exc.field})
                 ]
+        operation = _operation(document, operation_name)
+        caller = getattr(context_value, "caller", None)
+        if operation is not None and caller is not None:
+            refusal = forbidden(document, operation, caller)
+            if refusal is not None:
+                return [refusal]
         taken: Taken = []
         given = raw_variable_values or {}
-        operation = _operation(document, operation_name) if raw_variable_values else None
+        operation = operation if raw_variable_values else None
         if operation is not None and raw_variable_values:
             replaced = dict(raw_variable_values)
             for definition in operation.variable_definitions or ():

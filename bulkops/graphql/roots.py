@@ -9,6 +9,7 @@ import strawberry
 from strawberry.file_uploads import Upload
 from strawberry.types.base import get_object_definition
 
+from bulkops.errors import AuthenticationError
 from bulkops.graphql.enums import ExportFormat, JobStatus, ProductStatus, RetryScope
 from bulkops.graphql.inputs import (
     BulkOptions,
@@ -31,6 +32,7 @@ from bulkops.graphql.types.results import (
     result_type,
     snake,
 )
+from bulkops.graphql.types.viewer import Viewer
 from bulkops.operations import Registry, get_operation
 from bulkops.operations.base import NoParams, Operation
 
@@ -75,6 +77,13 @@ class Query:
         after: str | None = None,
     ) -> Connection[Job]:
         return await job_resolvers.jobs(info, status, operation, first, after)
+
+    @strawberry.field(description="Who is calling; needs no scope.")
+    def viewer(self, info: Info) -> Viewer:
+        caller = info.context.caller
+        if caller is None:
+            raise AuthenticationError
+        return Viewer.from_caller(caller)
 
     @strawberry.field(description="The bulk operations and their thresholds.")
     def operations(self, info: Info) -> list[OperationInfo]:

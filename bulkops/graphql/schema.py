@@ -4,23 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import strawberry
-from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter
 
+from bulkops.graphql.errors import Schema, should_mask
 from bulkops.graphql.execution import CachedDocuments, DocumentCache, ExecutionContext
 from bulkops.graphql.limits import QueryLimits
 from bulkops.graphql.roots import Query, Subscription, mutation_root
 from bulkops.graphql.types.results import summary_type
 from bulkops.operations import REGISTRY, Registry
-
-
-# Errors that carry a code were raised on purpose and say nothing internal.
-def _should_mask(error: GraphQLError) -> bool:
-    if error.original_error is None:
-        return False
-    extensions = getattr(error.original_error, "extensions", None) or error.extensions or {}
-    return "code" not in extensions
 
 
 def build_schema(
@@ -47,8 +38,8 @@ def build_schema(
         lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
     ]
     if not dev:
-        extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
-    return strawberry.Schema(
+        extensions.append(lambda: MaskErrors(should_mask_error=should_mask))
+    return Schema(
         query=Query,
         mutation=mutation_root(operations),
         subscription=Subscription,

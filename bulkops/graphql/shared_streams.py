@@ -183,7 +183,8 @@ class _Stream:
 
 
 class SharedStreams:
-    """The process's running shared subscriptions, by tenant, document and variables."""
+    """The process's running shared subscriptions, by tenant, scopes, document and
+    variables."""
 
     def __init__(self) -> None:
         self._streams: dict[Hashable, _Stream] = {}
@@ -222,14 +223,16 @@ class SharedStreamsHandler(TransportWSHandler):
     handler that checks each message's shape first."""
 
     def _share_key(self, operation: Operation[Context, None]) -> Hashable | None:
-        tenant = self.context.tenant_id
-        if tenant is None or not _shareable(operation.query, operation.operation_name):
+        caller = self.context.caller
+        if caller is None or not _shareable(operation.query, operation.operation_name):
             return None
         try:
             variables = json.dumps(operation.variables, sort_keys=True)
         except (TypeError, ValueError):
             return None
-        return (tenant, operation.query, operation.operation_name, variables)
+        # The scopes too: a joiner skips the execution, where they are checked.
+        scopes = tuple(sorted(caller.scopes))
+        return (caller.tenant_id, scopes, operation.query, operation.operation_name, variables)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         key = self._share_key(operation)

@@ -1,4 +1,5 @@
-"""Bearer tokens: minting them, storing only their hash, and resolving them to a tenant."""
+"""Bearer tokens: minting them, storing only their hash, and resolving an API token or a
+signed-in user's JWT to its caller."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 
-from bulkops.db.tenants import authenticate_token
+from bulkops.db.tenants import authenticate_token, tenant_named
+from bulkops.models import Caller
+from bulkops.services.jwt_auth import JWTVerifier, looks_like_jwt
 
 TOKEN_PREFIX = "bko_"
 _CACHE_SECONDS = 30.0
@@ -35,25 +40,67 @@ def bearer_token(header: str | None) -> str | None:
 
 
 class Authenticator:
-    """Resolves tokens to tenants, remembering answers for a few seconds.
+    """Resolves bearer tokens to callers, remembering answers for a few seconds.
 
-    A revoked token keeps working for at most `_CACHE_SECONDS` in a process that resolved
-    it just before. Simultaneous lookups of one token (a page opening many websockets)
-    share one query."""
+    An API token (`bko_…`) is looked up by its hash; anything else shaped as a JWT is
+    checked by `jwt` when sign-in is configured, and its tenant claim looked up by name.
+    A revoked token (or a tenant renamed away from a JWT's claim) keeps working for at most
+    `_CACHE_SECONDS` in a process that resolved it just before. Simultaneous lookups of one
+    key (a page opening many websockets) share one query."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, jwt: JWTVerifier | None = None) -> None:
         self._pool = pool
-        self._cache: dict[bytes, tuple[float, str | None]] = {}
-        self._pending: dict[bytes, asyncio.Future[str | None]] = {}
+        self._jwt = jwt
+        self._cache: dict[bytes, tuple[float, Any]] = {}
+        self._pending: dict[bytes, asyncio.Future[Any]] = {}
 
-    async def tenant_for(self, token: str | None) -> str | None:
-        if not token or len(token) > 200:
+    async def caller_for(self, token: str | None) -> Caller | None:
+        """The caller `token` stands for, or None. Raises
+        `bulkops.services.jwt_auth.AuthUnavailable` when a JWT cannot be checked now."""
+        if not token:
             return None
-        digest = hash_token(token)
-        cached = self._cache.get(digest)
+        if token.startswith(TOKEN_PREFIX):
+            if len(token) > 200:
+                return None
+            owner = await self._once(b"t" + hash_token(token), self._token_owner)
+            if owner is None:
+                return None
+            return Caller(
+                tenant_id=owner.tenant_id,
+                tenant_name=owner.tenant_name,
+                subject=owner.token_name,
+                scopes=frozenset({owner.scope}),
+            )
+        if self._jwt is None or not looks_like_jwt(token):
+            return None
+        signed_in = await self._jwt.verify(token)
+        if signed_in is None:
+            return None
+        tenant_id = await self._once(
+            b"n" + signed_in.tenant_name.encode(), lambda _: self._tenant(signed_in.tenant_name)
+        )
+        if tenant_id is None:
+            return None
+        return Caller(
+            tenant_id=tenant_id,
+            tenant_name=signed_in.tenant_name,
+            subject=signed_in.subject,
+            scopes=signed_in.scopes,
+        )
+
+    async def _token_owner(self, key: bytes) -> Any:
+        async with self._pool.acquire() as conn:
+            return await authenticate_token(conn, key[1:])
+
+    async def _tenant(self, name: str) -> str | None:
+        async with self._pool.acquire() as conn:
+            return await tenant_named(conn, name)
+
+    async def _once(self, key: bytes, lookup: Callable[[bytes], Awaitable[Any]]) -> Any:
+        cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        pending = self._pending.get(digest)
+        pending = self._pending.get(key)
         if pending is not None:
             try:
                 return await asyncio.shield(pending)
@@ -62,10 +109,11 @@ class Authenticator:
                 if not pending.cancelled() or (task is not None and task.cancelling()):
                     raise
                 # The caller that was looking it up went away: look it up here.
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._pending[digest] = future
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
         try:
-            result = await self._lookup(digest)
+            now = time.monotonic()
+            result = await lookup(key)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -74,17 +122,11 @@ class Authenticator:
             future.exception()  # retrieved: nobody may be waiting for it
             raise
         else:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = (now + _CACHE_SECONDS, result)
             future.set_result(result)
             return result
         finally:
-            if self._pending.get(digest) is future:
-                del self._pending[digest]
-
-    async def _lookup(self, digest: bytes) -> str | None:
-        now = time.monotonic()
-        async with self._pool.acquire() as conn:
-            result = await authenticate_token(conn, digest)
-        if len(self._cache) >= _CACHE_SIZE:
-            self._cache.clear()
-        self._cache[digest] = (now + _CACHE_SECONDS, result)
-        return result
+            if self._pending.get(key) is future:
+                del self._pending[key]

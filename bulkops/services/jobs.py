@@ -82,8 +82,10 @@ async def retry_job(
     *,
     scope: RetryScope,
     operations: Registry = REGISTRY,
+    created_by: str | None = None,
 ) -> JobState:
-    """A new job, linked to this one as its parent, over the items that failed
+    """A new job, linked to this one as its parent and created by `created_by` (who
+    retries, not who made the parent), over the items that failed
     (FAILED_ITEMS) or over the whole original selection (ALL), as the operation's `retry`
     says: a matchProducts job's rows are staged again for the child, whose results are its
     own; an import's rows are gone once it ends, and an export's file is written once
@@ -105,16 +107,21 @@ async def retry_job(
             )
         selection = await jobs_db.raw_selection(conn, job_id)
         if op.retry is Retry.STAGED_INPUT:
-            child = await _retry_match(conn, job, selection, scope=scope)
+            child = await _retry_match(conn, job, selection, scope=scope, created_by=created_by)
         else:
-            child = await _retry_items(conn, job, selection, scope=scope)
+            child = await _retry_items(conn, job, selection, scope=scope, created_by=created_by)
     await enqueue_slice(redis, child.id, tenant_id, child.priority)
     await publish_state(redis, child)
     return child
 
 
 async def _retry_items(
-    conn: asyncpg.Connection, job: JobState, selection: dict[str, Any], *, scope: RetryScope
+    conn: asyncpg.Connection,
+    job: JobState,
+    selection: dict[str, Any],
+    *,
+    scope: RetryScope,
+    created_by: str | None,
 ) -> JobState:
     """The child of a job over catalog items: its failed ids, or its selection again."""
     failed: list[int] = []
@@ -132,6 +139,7 @@ async def _retry_items(
         selection=selection,
         total=len(failed) if failed else job.total,
         parent_id=job.id,
+        created_by=created_by,
     )
     if failed:
         await jobs_db.insert_job_items(conn, child.id, failed)
@@ -142,7 +150,12 @@ async def _retry_items(
 
 
 async def _retry_match(
-    conn: asyncpg.Connection, job: JobState, selection: dict[str, Any], *, scope: RetryScope
+    conn: asyncpg.Connection,
+    job: JobState,
+    selection: dict[str, Any],
+    *,
+    scope: RetryScope,
+    created_by: str | None,
 ) -> JobState:
     """The child of a matchProducts job: the same rows (ALL) or the rows that failed
     (FAILED_ITEMS), staged again under an input of its own, so that its results never
@@ -170,6 +183,7 @@ async def _retry_match(
         selection=Selection(staged=StagedRows(upload_id=input_id, digest=digest)).to_json(),
         total=staged,
         parent_id=job.id,
+        created_by=created_by,
     )
 
 

@@ -106,8 +106,10 @@ async def submit(
     selection: Selection | StagedInput,
     params: dict[str, Any],
     options: BulkOptions,
+    created_by: str | None = None,
 ) -> InlineResult | QueuedResult:
-    """Run a bulk change inline or queue it as a job, as its size and `options` decide.
+    """Run a bulk change inline or queue it as a job, as its size and `options` decide;
+    a job records `created_by` (the caller's subject).
 
     Raises InputError (with the field) when anything about the request is wrong; nothing
     has changed then and nothing stays staged. With an idempotency key, a repeat of the
@@ -115,7 +117,7 @@ async def submit(
     op = services.operations[operation]
     key = options.idempotency_key
     if key is None:
-        return await _submit(services, tenant_id, op, selection, params, options)
+        return await _submit(services, tenant_id, op, selection, params, options, created_by)
     items = (
         {"selection": selection.fingerprint()}
         if isinstance(selection, Selection)
@@ -128,7 +130,7 @@ async def submit(
         operation=operation,
         fingerprint=request_fingerprint(operation, items, params, options),
         ttl=services.idempotency_ttl,
-        run=lambda: _submit(services, tenant_id, op, selection, params, options),
+        run=lambda: _submit(services, tenant_id, op, selection, params, options, created_by),
         encode=encode_result,
         replay=lambda stored: replay_result(services, tenant_id, stored),
     )
@@ -156,16 +158,17 @@ async def _submit(
     source: Selection | StagedInput,
     params: dict[str, Any],
     options: BulkOptions,
+    created_by: str | None,
 ) -> InlineResult | QueuedResult:
     if isinstance(source, Selection):
-        return await _run(services, tenant_id, op, source, params, options)
+        return await _run(services, tenant_id, op, source, params, options, created_by)
     # Parameters bound to the staged input are checked once it is staged (a refusal then
     # discards it).
     if source.known_rows is not None:
         check_inline_limit(op, source.known_rows, options)
     selection = await source.stage(services, tenant_id, params)
     try:
-        result = await _run(services, tenant_id, op, selection, params, options)
+        result = await _run(services, tenant_id, op, selection, params, options, created_by)
     except BaseException:
         await source.discard(services, tenant_id, selection)
         raise
@@ -182,6 +185,7 @@ async def _run(
     selection: Selection,
     raw: dict[str, Any],
     options: BulkOptions,
+    created_by: str | None,
 ) -> InlineResult | QueuedResult:
     """Check, count, and run inline or write the job: one transaction, so a request costs
     one connection and one commit, and what was counted is what runs."""
@@ -196,7 +200,15 @@ async def _run(
             if not options.dry_run:
                 await op.prepare(ctx, params)
             if not inline:
-                job = await insert_job(conn, op, params, selection, total=matched, options=options)
+                job = await insert_job(
+                    conn,
+                    op,
+                    params,
+                    selection,
+                    total=matched,
+                    options=options,
+                    created_by=created_by,
+                )
             else:
                 result = await apply_inline(
                     ctx, op, params, selection, matched=matched, options=options
@@ -280,6 +292,7 @@ async def insert_job(
     total: int,
     options: BulkOptions,
     parent_id: str | None = None,
+    created_by: str | None = None,
 ) -> JobState:
     """The job row and its explicit ids, in the caller's transaction."""
     return await jobs_db.insert_job(
@@ -293,6 +306,7 @@ async def insert_job(
         parent_id=parent_id,
         idempotency_key=options.idempotency_key,
         item_ids=selection.ids,
+        created_by=created_by,
     )
 
 

@@ -22,8 +22,11 @@ from bulkops.graphql.schema import build_schema
 from bulkops.operations import REGISTRY, Registry
 from bulkops.services.auth import Authenticator
 from bulkops.services.container import Services
+from bulkops.services.jwt_auth import AuthUnavailable, JWTVerifier
 from bulkops.services.progress import Broker
 from bulkops.storage import LocalStorage
+from bulkops.web.auth import auth_unavailable
+from bulkops.web.cors import OriginPolicy
 from bulkops.web.graphql_view import STATIC_DIR, BulkopsGraphQL, GraphQLEndpoint
 from bulkops.web.rate_limit import RateLimited, RateLimiter, too_many_requests
 from bulkops.web.routes import (
@@ -42,6 +45,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
     """The ASGI app serving `operations`. Postgres and Redis are opened in the lifespan,
     from `settings`."""
     assert settings.database_url and settings.redis_url, "database and redis URLs are needed"
+    origins = OriginPolicy(settings)
     view = BulkopsGraphQL(
         build_schema(
             dev=settings.dev,
@@ -55,7 +59,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         connection_init_wait_timeout=timedelta(seconds=30),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
-        allowed_origins=settings.allowed_origins,
+        origins=origins,
         multipart_uploads_enabled=True,
     )
     endpoint = GraphQLEndpoint(view, settings)
@@ -73,6 +77,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
         broker = Broker(redis)
         await broker.start()
         rate_limiter = RateLimiter.from_settings(settings)
+        jwt = JWTVerifier.from_settings(settings)
         try:
             yield AppState(
                 services=Services(
@@ -83,10 +88,13 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
                     operations=operations,
                 ),
                 broker=broker,
-                authenticator=Authenticator(pool),
+                authenticator=Authenticator(pool, jwt),
+                jwt=jwt,
                 rate_limiter=rate_limiter,
             )
         finally:
+            if jwt is not None:
+                await jwt.close()
             await view.streams.close()
             await rate_limiter.close()
             await broker.stop()
@@ -108,9 +116,10 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders)],
-        # Raised where every route learns its tenant (`bulkops.web.auth.request_tenant`).
-        exception_handlers={RateLimited: _rate_limited},
+        # CORS outermost, so that every answer (a 401, a 429) is readable by an allowed page.
+        middleware=[origins.middleware(), Middleware(SecurityHeaders)],
+        # Raised where every route learns its caller (`bulkops.web.auth.request_caller`).
+        exception_handlers={RateLimited: _rate_limited, AuthUnavailable: _auth_unavailable},
     )
 
 
@@ -119,3 +128,9 @@ async def _rate_limited(request: Request, exc: Exception) -> Response:
     # Shaped as /graphql's other refusals (with `"data": null`) or as the downloads' ones.
     graphql = isinstance(request.scope.get("endpoint"), GraphQLEndpoint)
     return too_many_requests(exc, graphql=graphql)
+
+
+async def _auth_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthUnavailable)
+    graphql = isinstance(request.scope.get("endpoint"), GraphQLEndpoint)
+    return auth_unavailable(exc, graphql=graphql)

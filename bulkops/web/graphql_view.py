@@ -23,7 +23,9 @@ from bulkops.config import Settings
 from bulkops.graphql.context import Context
 from bulkops.graphql.shared_streams import SharedStreams
 from bulkops.graphql.ws_protocols import GuardedWebSocketAdapter
-from bulkops.web.auth import request_tenant
+from bulkops.services.jwt_auth import AuthUnavailable
+from bulkops.web.auth import CALLER_KEY, auth_unavailable, request_caller
+from bulkops.web.cors import OriginPolicy
 from bulkops.web.rate_limit import RateLimitedGraphQLWSHandler, RateLimitedTransportWSHandler
 from bulkops.web.request_body import (
     BadRequest,
@@ -49,10 +51,15 @@ class BulkopsGraphQL(GraphQL[Context, None]):
     graphql_ws_handler_class = RateLimitedGraphQLWSHandler
     websocket_adapter_class = GuardedWebSocketAdapter
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, origins: OriginPolicy, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.origins = origins
         # Closed by the app's lifespan.
         self.streams = SharedStreams()
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        # The same origins as HTTP's CORS, the dev pattern included.
+        return self.origins.allows(origin)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state: AppState = request.scope["state"]
@@ -60,7 +67,7 @@ class BulkopsGraphQL(GraphQL[Context, None]):
             request=request,
             response=response,
             state=state,
-            tenant_id=request.scope.get("bulkops.tenant"),
+            caller=request.scope.get(CALLER_KEY),
         )
 
     def decode_json(self, data: str | bytes) -> object:
@@ -76,10 +83,11 @@ class BulkopsGraphQL(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> None:
         params = context.connection_params or {}
         header = params.get("authorization") or params.get("Authorization")
-        tenant = await request_tenant(context.request, header if isinstance(header, str) else "")
-        if tenant is None:
+        # RateLimited and AuthUnavailable are answered by the protocol handlers.
+        caller = await request_caller(context.request, header if isinstance(header, str) else "")
+        if caller is None:
             raise ConnectionRejectionError({"message": "A valid bearer token is required."})
-        context.tenant_id = tenant
+        context.caller = caller
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return FileResponse(STATIC_DIR / "graphiql.html", media_type="text/html")
@@ -144,10 +152,12 @@ class GraphQLEndpoint:
         refusal = self._refuse_body(request)
         if refusal is not None:
             return refusal
-        tenant = await request_tenant(request)
-        if tenant is None:
+        try:
+            caller = await request_caller(request)
+        except AuthUnavailable as exc:
+            return auth_unavailable(exc, graphql=True)
+        if caller is None:
             return unauthenticated(graphql=True)
-        request.scope["bulkops.tenant"] = tenant
         max_query_bytes = self.settings.max_query_bytes
         if request.method == "GET":
             check_query_params(request.query_params, max_query_bytes=max_query_bytes)

@@ -34,11 +34,14 @@ from bulkops.errors import BulkopsError
 from bulkops.graphql.context import Context
 from bulkops.graphql.shared_streams import SharedStreamsHandler
 from bulkops.graphql.ws_protocols import LegacyWSHandler
+from bulkops.services.jwt_auth import AuthUnavailable
 from bulkops.web.responses import error_response
 
 log = logging.getLogger(__name__)
 
 WS_TOO_MANY_REQUESTS = 4429
+# The standard close code for "try again later": a JWT could not be checked just now.
+WS_TRY_AGAIN_LATER = 1013
 # Every request waits on the limiter: a Redis that does not answer within this is taken
 # as down, and the request goes through, rather than every request hanging with it.
 REDIS_TIMEOUT_SECONDS = 0.5
@@ -168,6 +171,8 @@ class RateLimitedTransportWSHandler(SharedStreamsHandler):
             await super().handle_connection_init(message)
         except RateLimited:
             await self.websocket.close(code=WS_TOO_MANY_REQUESTS, reason="Too many requests")
+        except AuthUnavailable:
+            await self.websocket.close(code=WS_TRY_AGAIN_LATER, reason="Sign-in unavailable")
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged and await _over_limit(self.context):
@@ -184,6 +189,8 @@ class RateLimitedGraphQLWSHandler(LegacyWSHandler):
             await super().handle_connection_init(message)
         except RateLimited:
             await self.websocket.close(code=WS_TOO_MANY_REQUESTS, reason="Too many requests")
+        except AuthUnavailable:
+            await self.websocket.close(code=WS_TRY_AGAIN_LATER, reason="Sign-in unavailable")
 
     async def handle_start(self, message: StartMessage) -> None:
         if self.connection_acknowledged and await _over_limit(self.context):

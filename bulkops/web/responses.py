@@ -39,6 +39,11 @@ def unauthenticated(*, graphql: bool = False) -> Response:
     )
 
 
+def forbidden(scope: str, *, graphql: bool = False) -> Response:
+    """403: the caller is known, but its token does not grant `scope`."""
+    return error_response(403, f"This needs the {scope!s} scope.", "FORBIDDEN", graphql=graphql)
+
+
 def attachment_headers(filename: str) -> dict[str, str]:
     """Headers of a download saved as `filename`, never cached or sniffed."""
     return {"Content-Disposition": f'attachment; filename="{filename}"', **DOWNLOAD_HEADERS}

@@ -69,5 +69,26 @@ async def test_migrations_build_the_schema_with_row_level_security(empty_databas
                WHERE conrelid = 'jobs'::regclass AND contype = 'c'"""
         )
         assert not any("operation" in r["def"] for r in checks)
+        # Tokens carry a scope (admin for those made before scopes) and a name; jobs say
+        # who created them; the application role resolves callers only through functions.
+        columns = await conn.fetch(
+            """SELECT table_name, column_name, is_nullable, column_default
+               FROM information_schema.columns
+               WHERE (table_name, column_name) IN
+                     (('api_tokens', 'scope'), ('api_tokens', 'name'), ('jobs', 'created_by'))
+               ORDER BY table_name, column_name"""
+        )
+        assert [tuple(r) for r in columns] == [
+            ("api_tokens", "name", "NO", None),
+            ("api_tokens", "scope", "NO", "'admin'::text"),
+            ("jobs", "created_by", "YES", None),
+        ]
+        for function in ("authenticate_caller(bytea)", "tenant_named(text)"):
+            assert await conn.fetchval(
+                "SELECT has_function_privilege('bulkops_app', $1, 'EXECUTE')", function
+            )
+        assert not await conn.fetchval(
+            "SELECT has_table_privilege('bulkops_app', 'tenants', 'SELECT')"
+        )
     finally:
         await conn.close()

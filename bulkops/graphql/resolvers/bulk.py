@@ -127,6 +127,7 @@ async def run_bulk(
             selection=sel,
             params=parsed_params,
             options=to_options(options),
+            created_by=info.context.subject,
         )
     except InputError as exc:
         return rejected(exc)
@@ -188,6 +189,7 @@ async def import_products(info: Info, upload: Any, options: BulkOptions | None) 
             selection=source,
             params={},
             options=bulk_options,
+            created_by=info.context.subject,
         )
     except InputError as exc:
         return rejected(exc)
@@ -211,6 +213,7 @@ async def delete_images(
             selection=sel,
             params={},
             options=bulk_options,
+            created_by=info.context.subject,
         )
     except InputError as exc:
         return rejected(exc)

@@ -33,6 +33,7 @@ async def export_products(
             selection=selection,
             params={"format": _FORMATS[format], "link_seconds": settings.export_link_hours * 3600},
             options=bulk_options,
+            created_by=info.context.subject,
         )
     except InputError as exc:
         return rejected(exc)

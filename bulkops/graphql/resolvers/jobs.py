@@ -121,6 +121,7 @@ async def retry_job(info: Info, id: strawberry.ID, scope: RetryScope) -> RetryJo
             job_id,
             scope=scope,
             operations=info.context.services.operations,
+            created_by=info.context.subject,
         )
 
     result = await _act(info, id, action)

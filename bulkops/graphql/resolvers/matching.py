@@ -90,6 +90,7 @@ async def _match_products(
             selection=matching.StagedMatchInput(source),
             params=params,
             options=bulk_options,
+            created_by=info.context.subject,
         )
     except InputError as exc:
         return rejected(exc)

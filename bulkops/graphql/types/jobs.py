@@ -61,6 +61,9 @@ class Job:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    created_by: str | None = strawberry.field(
+        description="Who created the job: an API token's name or a signed-in user's subject."
+    )
     parent_id: strawberry.Private[str | None]
     # What the run's parameters name: the file it writes, the staged input it matches.
     file_id: strawberry.Private[str | None] = None
@@ -88,6 +91,7 @@ class Job:
             created_at=state.created_at,
             started_at=state.started_at,
             finished_at=state.finished_at,
+            created_by=state.created_by,
             parent_id=state.parent_id,
             file_id=state.params.get("file_id"),
             input_id=state.params.get("input_id"),
