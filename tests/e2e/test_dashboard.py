@@ -1,18 +1,23 @@
 """The live dashboard at /dashboard in headless Chromium, against the real app and a real
-worker: sign in, watch a background job's bar move to SUCCEEDED without a reload, and the
-same page on a phone. Screenshots go to each test's tmp_path."""
+worker: sign in, watch a background job's bar move to SUCCEEDED without a reload, act on a
+job from its page (no actions for a read-only user), and the same pages on a phone.
+Screenshots go to each test's tmp_path."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 
 import asyncpg
 import httpx
-from playwright.async_api import Page, expect
+import pytest
+from playwright.async_api import Dialog, Page, expect
 
 from bulkops.config import Settings
 from bulkops.storage import LocalStorage
+from tests.api.test_import_products import HEADER, import_file
 from tests.e2e.browser import LAPTOP, PHONE, PageWatch, chromium
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
 
@@ -121,5 +126,152 @@ async def test_a_background_job_moves_on_the_list_until_it_succeeds(
         await page.set_viewport_size(PHONE)
         await expect(row).to_be_visible()
         await page.screenshot(path=str(tmp_path / "list-phone.png"), full_page=True)
+        await page.close()
+    watch.check()
+
+
+async def test_a_job_is_paused_resumed_and_cancelled_from_its_page(
+    server: str,
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    tmp_path: Path,
+) -> None:
+    await make_products(owner, storage, tenant, PRODUCTS, with_images=False)
+    job_id = await queue_job(gql)
+    async with chromium() as browser:
+        page = await browser.new_page(viewport=LAPTOP)
+        watch = PageWatch().attach(page)
+        dialogs: list[str] = []
+
+        async def accept(dialog: Dialog) -> None:
+            dialogs.append(dialog.message)
+            await dialog.accept()
+
+        page.on("dialog", accept)
+        # A token in the fragment signs in, as for GraphiQL, and leaves the address bar.
+        await page.goto(f"{server}/dashboard/jobs/{job_id}#token={tenant.token}")
+        status = page.locator("#job-status")
+        await expect(status).to_have_text("Queued")
+        assert tenant.token not in page.url
+        await expect(page.locator(".stats")).to_contain_text("2,400")
+        await page.screenshot(path=str(tmp_path / "job-queued.png"), full_page=True)
+
+        await page.get_by_role("button", name="Pause").click()
+        await expect(status).to_have_text("Paused")
+        await page.get_by_role("button", name="Resume").click()
+        await expect(status).to_have_text("Queued")
+        await page.get_by_role("button", name="Cancel").click()
+        await expect(status).to_have_text("Cancelled")
+        await expect(page.locator(".actions button")).to_have_count(0)
+        assert (await gql(JOB, {"id": job_id}))["job"]["status"] == "CANCELLED"
+        assert len(dialogs) == 3 and "Cancel this job?" in dialogs[-1]
+
+        # Dismissing the confirmation does nothing.
+        second = await queue_job(gql)
+        page.remove_listener("dialog", accept)
+        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
+        await page.get_by_role("link", name="← All jobs").click()
+        await page.locator(f'.job-row[data-job-id="{second}"]').click()
+        await expect(status).to_have_text("Queued")
+        await page.get_by_role("button", name="Cancel").click()
+        await page.wait_for_timeout(300)
+        assert (await gql(JOB, {"id": second}))["job"]["status"] == "QUEUED"
+
+        await page.set_viewport_size(PHONE)
+        await page.screenshot(path=str(tmp_path / "job-phone.png"), full_page=True)
+        await page.close()
+    watch.check()
+
+
+async def test_a_read_only_user_sees_jobs_but_no_actions(
+    server: str,
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    fields = await gql('{ __type(name: "Query") { fields { name } } }')
+    if "viewer" not in {field["name"] for field in fields["__type"]["fields"]}:
+        pytest.skip("scopes are not in this build")
+    # The command an operator runs for a read-only token.
+    cli = "import sys; from bulkops.cli import main; main(sys.argv[1:])"
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-c", cli, "token", "create", "--tenant", tenant.name, "--scope", "read"],
+        env={**os.environ, "DATABASE_URL": settings.database_url or ""},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    read_token = out.decode().strip().splitlines()[-1]
+    await make_products(owner, storage, tenant, 50, with_images=False)
+    job_id = await queue_job(gql)
+
+    async with chromium() as browser:
+        page = await browser.new_page(viewport=LAPTOP)
+        watch = PageWatch().attach(page)
+        await sign_in(page, server, read_token)
+        await expect(page.locator(".who")).to_contain_text("read only")
+        await page.locator(f'.job-row[data-job-id="{job_id}"]').click()
+        await expect(page.locator("#job-status")).to_have_text("Queued")
+        await expect(page.locator(".actions button")).to_have_count(0)
+        await page.screenshot(path=str(tmp_path / "job-read-only.png"), full_page=True)
+        await page.close()
+    watch.check()
+
+
+async def test_a_partial_jobs_page_lists_and_downloads_its_errors(
+    server: str,
+    http: httpx.AsyncClient,
+    gql: GraphQLClient,
+    tenant: Tenant,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    good = [f"G-{i},Good {i},,Acme,,ACTIVE,1.00,,,\n" for i in range(20)]
+    bad = [f"B-{i},Bad {i},,Acme,,ACTIVE,-{i},,,\n" for i in range(1, 31)]
+    queued = await import_file(
+        http, tenant, (HEADER + "\n" + "".join(good + bad)).encode(), options={"mode": "BACKGROUND"}
+    )
+    job_id = queued["job"]["id"]
+    await run_worker(settings)
+
+    async with chromium() as browser:
+        page = await browser.new_page(viewport=LAPTOP)
+        watch = PageWatch().attach(page)
+        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await sign_in(page, server, tenant.token)
+        await page.goto(f"{server}/dashboard#job={job_id}")
+        await expect(page.locator("#job-status")).to_have_text("Partial")
+        await expect(page.locator(".stat-failed dd")).to_have_text("30")
+        await expect(page.locator(".recent-errors tbody tr").first).to_contain_text("INVALID_PRICE")
+
+        # The paged list: 25 a page.
+        errors = page.locator(".error-list")
+        await expect(errors.locator("tbody tr")).to_have_count(25)
+        await expect(errors.locator(".pager")).to_contain_text("1\u201325 of 30")
+        await errors.get_by_role("button", name="Next →").click()
+        await expect(errors.locator("tbody tr")).to_have_count(5)
+        await expect(errors.locator(".pager")).to_contain_text("26\u201330 of 30")
+        await page.screenshot(path=str(tmp_path / "job-partial.png"), full_page=True)
+
+        # The CSV comes with the bearer token and is saved as a file.
+        async with page.expect_download() as downloading:
+            await page.get_by_role("button", name="Errors (CSV)").click()
+        saved = await downloading.value
+        assert saved.suggested_filename == f"job-{job_id}-errors.csv"
+        path = tmp_path / saved.suggested_filename
+        await saved.save_as(path)
+        lines = path.read_text().splitlines()
+        assert lines[0] == "item_id,row,column,code,message"
+        assert len(lines) == 31
+
+        # An import's rows are gone once it ends: the server refuses, and the page says why.
+        await page.get_by_role("button", name="Retry failed items").click()
+        await expect(page.get_by_role("alert")).to_contain_text("cannot be retried")
+        await expect(page.locator("#connection")).to_have_text("Live")
         await page.close()
     watch.check()

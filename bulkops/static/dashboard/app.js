@@ -1,5 +1,5 @@
 // The dashboard's entry point: signing in, the header, and which view the address shows
-// (/dashboard: the list).
+// (/dashboard: the list; /dashboard/jobs/<id> or /dashboard#job=<id>: one job).
 
 import {
   GraphQLErrors,
@@ -11,6 +11,7 @@ import {
   takeTokenFromUrl,
 } from './api.js';
 import { h, replace } from './dom.js';
+import { showJob } from './job-view.js';
 import { showList } from './list-view.js';
 import { createLive } from './live.js';
 
@@ -63,6 +64,12 @@ function report(error) {
   notify(error && error.message ? error.message : String(error), 'error');
 }
 
+function jobIdFromUrl() {
+  const match = window.location.pathname.match(/^\/dashboard\/jobs\/([^/]+)\/?$/);
+  if (match) return decodeURIComponent(match[1]);
+  return new URLSearchParams(window.location.hash.replace(/^#/, '')).get('job');
+}
+
 function navigate(event, path) {
   if (event) {
     if (event.metaKey || event.ctrlKey || event.shiftKey || event.button === 1) return;
@@ -76,8 +83,13 @@ function route() {
   if (!session) return;
   if (view) view.stop();
   const context = { session, live, navigate, report, notify };
-  document.title = 'Jobs · bulkops';
-  view = showList(main, context);
+  const id = jobIdFromUrl();
+  if (id) {
+    view = showJob(main, id, context);
+  } else {
+    document.title = 'Jobs · bulkops';
+    view = showList(main, context);
+  }
   main.focus({ preventScroll: true });
 }
 

@@ -8,7 +8,7 @@ const REFUSED = 4403;
 const LONGEST_WAIT_MS = 60000;
 
 /**
- * One websocket for the page, opened when the first subscription starts. `onState` hears
+ * One websocket for the page. `onState` hears
  * 'connecting', 'live', 'offline' and ('rate-limited', seconds); `onRefused` that the token
  * no longer works. A dropped connection is retried by graphql-ws itself; a rate-limited
  * close (4429), which it treats as final, is retried here after a pause that doubles while
@@ -19,6 +19,12 @@ export function createLive(token, { onState, onRefused, onReconnect }) {
   const client = graphqlWs.createClient({
     url: scheme + '//' + window.location.host + '/graphql',
     connectionParams: { authorization: 'Bearer ' + token },
+    // Open for as long as the page is: the page is live even between subscriptions (a
+    // finished job's ends), and the header's state says so truthfully.
+    lazy: false,
+    onNonLazyError: () => {
+      /* each subscription hears of it, and reports or retries */
+    },
     retryAttempts: 20,
     shouldRetry: (event) => !(event && event.code === REFUSED),
     keepAlive: 20000,
