@@ -149,6 +149,7 @@ async def _dev(settings: Settings, host: str, port: int) -> None:
     print(
         f"""
 bulkops is running.
+  Dashboard  {url}/dashboard#token={token}
   GraphiQL   {url}/graphql#token={token}
   GraphQL    POST {url}/graphql   (websocket: ws://{host}:{port}/graphql)
   Token      {token}

@@ -31,6 +31,7 @@ from bulkops.web.graphql_view import STATIC_DIR, BulkopsGraphQL, GraphQLEndpoint
 from bulkops.web.rate_limit import RateLimited, RateLimiter, too_many_requests
 from bulkops.web.routes import (
     catalog_download,
+    dashboard,
     export_files,
     health,
     images,
@@ -111,6 +112,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
         *match_results.routes(),
         *export_files.routes(),
         *job_errors.routes(limit=settings.pool_max_size // 4),
+        *dashboard.routes(),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     return Starlette(

@@ -1,14 +1,15 @@
 """Security headers on every HTTP response, and a Content-Security-Policy for HTML pages
-(GraphiQL) that allows only what bulkops serves itself."""
+(GraphiQL, the dashboard) that allows only what bulkops serves itself."""
 
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# GraphiQL's page: its scripts and styles are files under /static; it talks to /graphql over
-# fetch and a websocket ('self' covers ws: and wss: of the same host), and its stylesheet
-# embeds its icons and fonts as data: URLs.
+# The pages (GraphiQL, the dashboard): their scripts and styles are files under /static; they
+# talk to /graphql over fetch and a websocket ('self' covers ws: and wss: of the same host in
+# CSP Level 3 browsers; the browser tests follow subscriptions under this policy), and
+# GraphiQL's stylesheet embeds its icons and fonts as data: URLs.
 PAGE_POLICY = "; ".join(
     [
         "default-src 'none'",

@@ -1,6 +1,7 @@
-/* bulkops GraphiQL page: a fetcher for /graphql (HTTP POST, and graphql-transport-ws for
- * subscriptions) and the bearer token in the headers editor. Loaded by graphiql.html after
- * the vendored React, ReactDOM and GraphiQL UMD bundles; it loads nothing from elsewhere. */
+/* bulkops GraphiQL page: a fetcher for /graphql (HTTP POST, and graphql-transport-ws through
+ * the graphql-ws client for subscriptions) and the bearer token in the headers editor. Loaded
+ * by graphiql.html after the vendored React, ReactDOM, GraphiQL and graphql-ws UMD bundles;
+ * it loads nothing from elsewhere. */
 (function () {
   'use strict';
 
@@ -88,95 +89,62 @@
     }
   }
 
-  // A minimal graphql-transport-ws client: one WebSocket per subscription, authenticated in
-  // connection_init with the Authorization value from the headers editor. Returns an
-  // Observable, which GraphiQL subscribes to and unsubscribes from when stopped.
+  // Subscriptions go over graphql-transport-ws with the vendored graphql-ws client: one
+  // client (and socket) per Authorization value from the headers editor, authenticated in
+  // connection_init. Returns an Observable, which GraphiQL subscribes to and unsubscribes
+  // from when stopped.
+  var wsClients = {};
+
+  function wsClientFor(authorization) {
+    var key = authorization || '';
+    if (!wsClients[key]) {
+      var scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+      wsClients[key] = graphqlWs.createClient({
+        url: scheme + '//' + window.location.host + ENDPOINT,
+        connectionParams: authorization ? { authorization: authorization } : {},
+        // A refused token or a rate-limited connection is reported, not retried in a loop.
+        retryAttempts: 0,
+      });
+    }
+    return wsClients[key];
+  }
+
+  function closeMessage(error) {
+    if (error && typeof error.code === 'number') {
+      return 'WebSocket closed (' + error.code + '): ' + (error.reason || 'connection closed');
+    }
+    return error instanceof Error ? error.message : String(error);
+  }
+
   function subscribeOverWebSocket(params, authorization) {
     return {
       subscribe: function (observer) {
-        var scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
-        var socket = new WebSocket(scheme + '//' + window.location.host + ENDPOINT, 'graphql-transport-ws');
-        var id = '1';
-        var done = false;
-        var acknowledged = false;
-
-        function finish() {
-          done = true;
-          if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) {
-            socket.close(1000, 'Normal Closure');
-          }
-        }
-
-        function send(message) {
-          socket.send(JSON.stringify(message));
-        }
-
-        socket.onopen = function () {
-          send({ type: 'connection_init', payload: authorization ? { authorization: authorization } : {} });
-        };
-        socket.onmessage = function (event) {
-          var message;
-          try {
-            message = JSON.parse(event.data);
-          } catch (e) {
-            return;
-          }
-          switch (message.type) {
-            case 'connection_ack':
-              acknowledged = true;
-              send({
-                id: id,
-                type: 'subscribe',
-                payload: {
-                  query: params.query,
-                  variables: params.variables || undefined,
-                  operationName: params.operationName || undefined,
-                  extensions: params.extensions || undefined,
-                },
-              });
-              break;
-            case 'ping':
-              send({ type: 'pong' });
-              break;
-            case 'next':
-              if (message.id === id) observer.next(message.payload);
-              break;
-            case 'error':
-              if (message.id === id) {
-                observer.next({ errors: message.payload });
-                finish();
-                observer.complete();
-              }
-              break;
-            case 'complete':
-              if (message.id === id) {
-                finish();
-                observer.complete();
-              }
-              break;
-            default:
-              break;
-          }
-        };
-        socket.onerror = function () {
-          /* followed by onclose, which reports it */
-        };
-        socket.onclose = function (event) {
-          if (done) return;
-          done = true;
-          var reason = event.reason || (acknowledged ? 'connection closed' : 'connection refused');
-          observer.error(new Error('WebSocket closed (' + event.code + '): ' + reason));
-        };
-
-        return {
-          unsubscribe: function () {
-            if (done) return;
-            if (acknowledged && socket.readyState === WebSocket.OPEN) {
-              send({ id: id, type: 'complete' });
-            }
-            finish();
+        var unsubscribe = wsClientFor(authorization).subscribe(
+          {
+            query: params.query,
+            variables: params.variables || undefined,
+            operationName: params.operationName || undefined,
+            extensions: params.extensions || undefined,
           },
-        };
+          {
+            next: function (value) {
+              observer.next(value);
+            },
+            error: function (error) {
+              if (Array.isArray(error)) {
+                // GraphQL errors from the server's `error` message.
+                observer.next({ errors: error });
+                observer.complete();
+              } else {
+                observer.error(new Error(closeMessage(error)));
+              }
+            },
+            complete: function () {
+              observer.complete();
+            },
+          }
+        );
+        return { unsubscribe: unsubscribe };
       },
     };
   }
