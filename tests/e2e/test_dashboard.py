@@ -12,7 +12,6 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 from playwright.async_api import Dialog, Page, expect
 
 from bulkops.config import Settings
@@ -194,14 +193,15 @@ async def test_a_read_only_user_sees_jobs_but_no_actions(
     settings: Settings,
     tmp_path: Path,
 ) -> None:
-    fields = await gql('{ __type(name: "Query") { fields { name } } }')
-    if "viewer" not in {field["name"] for field in fields["__type"]["fields"]}:
-        pytest.skip("scopes are not in this build")
     # The command an operator runs for a read-only token.
     cli = "import sys; from bulkops.cli import main; main(sys.argv[1:])"
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, "-c", cli, "token", "create", "--tenant", tenant.name, "--scope", "read"],
-        env={**os.environ, "DATABASE_URL": settings.database_url or ""},
+        env={
+            **os.environ,
+            "DATABASE_URL": settings.database_url or "",
+            "REDIS_URL": settings.redis_url or "",
+        },
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()
