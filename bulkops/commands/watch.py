@@ -115,49 +115,61 @@ async def _follow(url: str, token: str, job_id: str) -> int:
         payload = {"query": SUBSCRIPTION, "variables": {"id": job_id}}
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
         status: str | None = None
-        with _progress() as progress:
-            task = progress.add_task("", total=None, status="", detail="")
+        # Started with the first state, so that a refusal is one line without a bar.
+        bar: _Bar | None = None
+        try:
             async for raw in ws:
                 message: dict[str, Any] = json.loads(raw)
                 if message["type"] == "next":
                     _refuse_errors(message["payload"].get("errors"), job_id)
                     job = message["payload"]["data"]["job"]
                     status = job["status"]
-                    _show(progress, task, job)
+                    bar = bar or _Bar()
+                    bar.show(job)
                 elif message["type"] == "error":
                     _refuse_errors(message["payload"], job_id)
                 elif message["type"] == "complete":
                     break
+        finally:
+            if bar is not None:
+                bar.stop()
     if status is None or status not in OUTCOMES:
         raise CommandError(f"the API stopped sending job {job_id} before it ended")
     print(status)
     return OUTCOMES[JobStatus(status)]
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.fields[status]:<10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[detail]}"),
-        console=console(stderr=True),
-    )
+class _Bar:
+    """The job's progress bar on stderr: its status, done of total, rate, eta, failures."""
 
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("{task.fields[status]:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console(stderr=True),
+        )
+        self._task: TaskID = self._progress.add_task("", total=None, status="", detail="")
+        self._progress.start()
 
-def _show(progress: Progress, task: TaskID, job: dict[str, Any]) -> None:
-    detail = [f"{job['failed']:,} failed"] if job["failed"] else []
-    if job["itemsPerSecond"]:
-        detail.append(f"{job['itemsPerSecond']:,.0f}/s")
-    if job["etaSeconds"]:
-        detail.append(f"eta {job['etaSeconds']:.0f}s")
-    progress.update(
-        task,
-        completed=job["processed"],
-        total=job["total"] or None,
-        status=job["status"],
-        detail="  ".join(detail),
-    )
+    def show(self, job: dict[str, Any]) -> None:
+        detail = [f"{job['failed']:,} failed"] if job["failed"] else []
+        if job["itemsPerSecond"]:
+            detail.append(f"{job['itemsPerSecond']:,.0f}/s")
+        if job["etaSeconds"]:
+            detail.append(f"eta {job['etaSeconds']:.0f}s")
+        self._progress.update(
+            self._task,
+            completed=job["processed"],
+            total=job["total"] or None,
+            status=job["status"],
+            detail="  ".join(detail),
+        )
+
+    def stop(self) -> None:
+        self._progress.stop()
 
 
 def _refuse_errors(errors: list[dict[str, Any]] | None, job_id: str) -> None:
