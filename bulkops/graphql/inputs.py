@@ -11,43 +11,84 @@ from strawberry.scalars import JSON
 from bulkops.graphql.enums import ErrorPolicy, ExecutionMode, Priority, ProductStatus
 
 
-@strawberry.input
+@strawberry.input(description="Products matching every field given; {} matches them all.")
 class ProductFilter:
-    status: list[ProductStatus] | None = None
-    brand: list[str] | None = None
-    category: list[str] | None = None
-    dataset_id: strawberry.ID | None = None
-    sku_prefix: str | None = None
-    search: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    status: list[ProductStatus] | None = strawberry.field(
+        default=None, description="One of these statuses."
+    )
+    brand: list[str] | None = strawberry.field(
+        default=None, description="One of these brands, exactly."
+    )
+    category: list[str] | None = strawberry.field(
+        default=None, description="One of these categories, exactly."
+    )
+    dataset_id: strawberry.ID | None = strawberry.field(
+        default=None, description="In this dataset."
+    )
+    sku_prefix: str | None = strawberry.field(
+        default=None, description="A SKU starting with this, case-sensitive."
+    )
+    search: str | None = strawberry.field(
+        default=None, description="A name containing this, in any case."
+    )
+    created_after: datetime | None = strawberry.field(
+        default=None, description="Created after this moment (exclusive; with a time zone)."
+    )
+    created_before: datetime | None = strawberry.field(
+        default=None, description="Created before this moment (exclusive; with a time zone)."
+    )
 
 
 @strawberry.input(description="Exactly one of ids or filter.")
 class ProductSelection:
-    ids: list[strawberry.ID] | None = None
-    filter: ProductFilter | None = None
+    ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Product ids, at most 1,000,000 (TOO_MANY_IDS)."
+    )
+    filter: ProductFilter | None = strawberry.field(
+        default=None, description="Every product the filter matches."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="How a bulk mutation runs.")
 class BulkOptions:
-    mode: ExecutionMode = ExecutionMode.AUTO
-    dry_run: bool = False
-    idempotency_key: str | None = None
-    priority: Priority = Priority.NORMAL
-    error_policy: ErrorPolicy = ErrorPolicy.CONTINUE
+    mode: ExecutionMode = strawberry.field(
+        default=ExecutionMode.AUTO,
+        description="AUTO (default): inline up to the operation's inlineThreshold, else a "
+        "job; INLINE: in the request, up to its inlineLimit (INLINE_LIMIT_EXCEEDED); "
+        "BACKGROUND: always a job.",
+    )
+    dry_run: bool = strawberry.field(
+        default=False, description="Tell what would change, with a sample; change nothing."
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="1 to 255 characters. The same key with the same request within 24 hours "
+        "answers the first answer again; with another request, IDEMPOTENCY_KEY_REUSED; while "
+        "the first still runs, IDEMPOTENCY_KEY_IN_USE.",
+    )
+    priority: Priority = strawberry.field(
+        default=Priority.NORMAL,
+        description="A job's place in the queue: HIGH first, LOW last (default NORMAL).",
+    )
+    error_policy: ErrorPolicy = strawberry.field(
+        default=ErrorPolicy.CONTINUE,
+        description="CONTINUE (default): record failing items and go on (the job ends "
+        "PARTIAL); ABORT: stop at the first failing batch, undo that batch, end FAILED.",
+    )
 
 
 @strawberry.input(description="Exactly one of ids (image ids) or products (every image of them).")
 class ImageSelection:
-    ids: list[strawberry.ID] | None = None
-    products: ProductSelection | None = None
+    ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Image ids.")
+    products: ProductSelection | None = strawberry.field(
+        default=None, description="Every image of these products."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="A product identifier, such as an MPN or a GTIN.")
 class IdentifierInput:
-    kind: str
-    value: str
+    kind: str = strawberry.field(description="Its kind, e.g. MPN.")
+    value: str = strawberry.field(description="Its value.")
 
 
 @strawberry.input(
@@ -55,12 +96,20 @@ class IdentifierInput:
     "brand). row is its number (default: its position, from 1)."
 )
 class MatchRowInput:
-    row: int | None = None
-    barcode: str | None = None
-    sku: str | None = None
-    name: str | None = None
-    brand: str | None = None
-    identifiers: list[IdentifierInput] | None = None
+    row: int | None = strawberry.field(
+        default=None, description="The row's number, unique (default: its position, from 1)."
+    )
+    barcode: str | None = strawberry.field(
+        default=None, description="Matched first: a barcode or a GTIN, EAN or UPC identifier."
+    )
+    sku: str | None = strawberry.field(default=None, description="Matched exactly.")
+    name: str | None = strawberry.field(
+        default=None, description="Matched with brand, normalized, then by similarity (FUZZY_NAME)."
+    )
+    brand: str | None = strawberry.field(default=None, description="The name's brand.")
+    identifiers: list[IdentifierInput] | None = strawberry.field(
+        default=None, description="Matched after the barcode: kind and value equal."
+    )
 
 
 @strawberry.input(
@@ -68,14 +117,27 @@ class MatchRowInput:
     "and price given as null are cleared; name, status and attributes cannot be null."
 )
 class ProductPatch:
-    name: str | None = strawberry.UNSET
-    brand: str | None = strawberry.UNSET
-    category: str | None = strawberry.UNSET
-    status: ProductStatus | None = strawberry.UNSET
-    price: Decimal | None = strawberry.UNSET
+    name: str | None = strawberry.field(default=strawberry.UNSET, description="The new name.")
+    brand: str | None = strawberry.field(
+        default=strawberry.UNSET, description="The new brand; null clears it."
+    )
+    category: str | None = strawberry.field(
+        default=strawberry.UNSET, description="The new category; null clears it."
+    )
+    status: ProductStatus | None = strawberry.field(
+        default=strawberry.UNSET, description="The new status."
+    )
+    price: Decimal | None = strawberry.field(
+        default=strawberry.UNSET, description="The new price, 0 or more; null clears it."
+    )
     attributes: JSON | None = strawberry.field(
         default=strawberry.UNSET,
         description="merged into the existing attributes (a key given as null is removed)",
     )
-    set_identifiers: list[IdentifierInput] | None = strawberry.UNSET
-    remove_identifier_kinds: list[str] | None = strawberry.UNSET
+    set_identifiers: list[IdentifierInput] | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Identifiers to set, replacing the product's value of the same kind.",
+    )
+    remove_identifier_kinds: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description="Kinds of identifier to remove."
+    )

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.file_uploads import Upload
 from strawberry.types.base import get_object_definition
 
 from bulkops.errors import AuthenticationError
-from bulkops.graphql.enums import ExportFormat, JobStatus, ProductStatus, RetryScope
-from bulkops.graphql.inputs import (
-    BulkOptions,
-    ImageSelection,
-    MatchRowInput,
-    ProductFilter,
-    ProductPatch,
-    ProductSelection,
+from bulkops.graphql.arguments import (
+    After,
+    DatasetId,
+    Filter,
+    First,
+    JobId,
+    Options,
+    ProductId,
+    Selection,
+    Statuses,
 )
+from bulkops.graphql.enums import ExportFormat, ProductStatus, RetryScope
+from bulkops.graphql.inputs import ImageSelection, MatchRowInput, ProductPatch
 from bulkops.graphql.resolvers import bulk, catalog, export_files, matching
 from bulkops.graphql.resolvers import jobs as job_resolvers
 from bulkops.graphql.types.catalog import Dataset, Product
@@ -39,42 +43,47 @@ from bulkops.operations.base import NoParams, Operation
 
 @strawberry.type
 class Query:
-    @strawberry.field
-    async def product(self, info: Info, id: strawberry.ID) -> Product | None:
+    @strawberry.field(description="One product of the caller's tenant, or null.")
+    async def product(self, info: Info, id: ProductId) -> Product | None:
         return await catalog.product(info, id)
 
-    @strawberry.field
+    @strawberry.field(description="The tenant's products in id order, a page at a time.")
     async def products(
         self,
         info: Info,
-        filter: ProductFilter | None = None,
-        first: int | None = 50,
-        after: str | None = None,
+        filter: Filter = None,
+        first: First = 50,
+        after: After = None,
     ) -> Connection[Product]:
         return await catalog.products(info, filter, first, after)
 
-    @strawberry.field
-    async def dataset(self, info: Info, id: strawberry.ID) -> Dataset | None:
+    @strawberry.field(description="One dataset of the caller's tenant, or null.")
+    async def dataset(self, info: Info, id: DatasetId) -> Dataset | None:
         return await catalog.dataset(info, id)
 
-    @strawberry.field
+    @strawberry.field(description="The tenant's datasets, a page at a time.")
     async def datasets(
-        self, info: Info, first: int | None = 50, after: str | None = None
+        self, info: Info, first: First = 50, after: After = None
     ) -> Connection[Dataset]:
         return await catalog.datasets(info, first, after)
 
-    @strawberry.field
-    async def job(self, info: Info, id: strawberry.ID) -> Job | None:
+    @strawberry.field(description="One job of the caller's tenant, or null.")
+    async def job(self, info: Info, id: JobId) -> Job | None:
         return await job_resolvers.job(info, id)
 
-    @strawberry.field
+    @strawberry.field(description="The tenant's jobs, newest first, a page at a time.")
     async def jobs(
         self,
         info: Info,
-        status: list[JobStatus] | None = None,
-        operation: str | None = None,
-        first: int | None = 50,
-        after: str | None = None,
+        status: Statuses = None,
+        operation: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only jobs of this operation, e.g. deleteProducts (default: any)."
+            ),
+        ] = None,
+        first: First = 50,
+        after: After = None,
     ) -> Connection[Job]:
         return await job_resolvers.jobs(info, status, operation, first, after)
 
@@ -90,45 +99,61 @@ class Query:
         return job_resolvers.operations(info)
 
 
+# Every bulk mutation also answers Rejected with the codes its selection and options name.
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(graphql_type=result_type(get_operation("deleteProducts")))
+    @strawberry.mutation(
+        description="Delete the selected products with their images, identifiers and "
+        "dataset memberships.",
+        graphql_type=result_type(get_operation("deleteProducts")),
+    )
     async def delete_products(
-        self, info: Info, selection: ProductSelection, options: BulkOptions | None = None
+        self, info: Info, selection: Selection, options: Options = None
     ) -> BulkResult:
         return await bulk.run_bulk(info, "deleteProducts", selection, options)
 
-    @strawberry.mutation(graphql_type=result_type(get_operation("setProductStatus")))
+    @strawberry.mutation(
+        description="Set the status of the selected products.",
+        graphql_type=result_type(get_operation("setProductStatus")),
+    )
     async def set_product_status(
         self,
         info: Info,
-        selection: ProductSelection,
-        status: ProductStatus,
-        options: BulkOptions | None = None,
+        selection: Selection,
+        status: Annotated[ProductStatus, strawberry.argument(description="The new status.")],
+        options: Options = None,
     ) -> BulkResult:
         return await bulk.run_bulk(
             info, "setProductStatus", selection, options, params={"status": status.value}
         )
 
-    @strawberry.mutation(graphql_type=result_type(get_operation("addProductsToDataset")))
+    @strawberry.mutation(
+        description="Add the selected products to a dataset (those already in it are "
+        "skipped). Rejected code: DATASET_NOT_FOUND.",
+        graphql_type=result_type(get_operation("addProductsToDataset")),
+    )
     async def add_products_to_dataset(
         self,
         info: Info,
-        dataset_id: strawberry.ID,
-        selection: ProductSelection,
-        options: BulkOptions | None = None,
+        dataset_id: DatasetId,
+        selection: Selection,
+        options: Options = None,
     ) -> BulkResult:
         return await bulk.run_bulk(
             info, "addProductsToDataset", selection, options, param_ids={"dataset_id": dataset_id}
         )
 
-    @strawberry.mutation(graphql_type=result_type(get_operation("removeProductsFromDataset")))
+    @strawberry.mutation(
+        description="Remove the selected products from a dataset (the products stay). "
+        "Rejected code: DATASET_NOT_FOUND.",
+        graphql_type=result_type(get_operation("removeProductsFromDataset")),
+    )
     async def remove_products_from_dataset(
         self,
         info: Info,
-        dataset_id: strawberry.ID,
-        selection: ProductSelection,
-        options: BulkOptions | None = None,
+        dataset_id: DatasetId,
+        selection: Selection,
+        options: Options = None,
     ) -> BulkResult:
         return await bulk.run_bulk(
             info,
@@ -138,30 +163,58 @@ class Mutation:
             param_ids={"dataset_id": dataset_id},
         )
 
-    @strawberry.mutation(graphql_type=result_type(get_operation("updateProducts")))
+    @strawberry.mutation(
+        description="Apply one patch to every selected product. Rejected codes, with the "
+        "field: PATCH_EMPTY, NULL_NOT_ALLOWED, BLANK_VALUE, INVALID_PRICE.",
+        graphql_type=result_type(get_operation("updateProducts")),
+    )
     async def update_products(
         self,
         info: Info,
-        selection: ProductSelection,
-        patch: ProductPatch,
-        options: BulkOptions | None = None,
+        selection: Selection,
+        patch: Annotated[
+            ProductPatch, strawberry.argument(description="What changes; fields left out are kept.")
+        ],
+        options: Options = None,
     ) -> BulkResult:
         return await bulk.update_products(info, selection, patch, options)
 
-    @strawberry.mutation(graphql_type=result_type(get_operation("deleteImages")))
+    @strawberry.mutation(
+        description="Delete the selected images and their stored files.",
+        graphql_type=result_type(get_operation("deleteImages")),
+    )
     async def delete_images(
-        self, info: Info, selection: ImageSelection, options: BulkOptions | None = None
+        self,
+        info: Info,
+        selection: Annotated[
+            ImageSelection,
+            strawberry.argument(
+                description="Exactly one of ids (image ids) or products (all their images); "
+                "at most 1,000,000 images (TOO_MANY_IDS)."
+            ),
+        ],
+        options: Options = None,
     ) -> BulkResult:
         return await bulk.delete_images(info, selection, options)
 
     @strawberry.mutation(
         description="Create or update products by SKU from an uploaded CSV (with a header) "
         "or JSONL file. Rows that cannot be imported are errors naming their row and "
-        "column; the other rows land.",
+        "column; the other rows land. Rejected codes: UNSUPPORTED_FORMAT, EMPTY_UPLOAD, "
+        "INVALID_HEADER, UNKNOWN_COLUMN.",
         graphql_type=result_type(get_operation("importProducts")),
     )
     async def import_products(
-        self, info: Info, upload: Upload, options: BulkOptions | None = None
+        self,
+        info: Info,
+        upload: Annotated[
+            Upload,
+            strawberry.argument(
+                description="The file, as a multipart request part (.csv or .jsonl; send "
+                "the header Apollo-Require-Preflight: true)."
+            ),
+        ],
+        options: Options = None,
     ) -> BulkResult:
         return await bulk.import_products(info, upload, options)
 
@@ -169,17 +222,38 @@ class Mutation:
         description="Match rows (exactly one of rows, up to 1,000, or an uploaded CSV or "
         "JSONL file) to products: BARCODE, IDENTIFIER, SKU, NAME_BRAND, then FUZZY_NAME "
         "(a name at least fuzzyThreshold similar, same brand). addToDatasetId adds the "
-        "matched products to that dataset.",
+        "matched products to that dataset. Rejected codes: INVALID_INPUT (both or neither "
+        "of rows and upload), EMPTY_ROWS, TOO_MANY_ROWS, "
+        "INVALID_ROW, DUPLICATE_ROW, INVALID_HEADER, UNSUPPORTED_FORMAT, EMPTY_UPLOAD, "
+        "INVALID_THRESHOLD, DATASET_NOT_FOUND.",
         graphql_type=result_type(get_operation("matchProducts")),
     )
     async def match_products(
         self,
         info: Info,
-        rows: list[MatchRowInput] | None = None,
-        upload: Upload | None = None,
-        options: BulkOptions | None = None,
-        add_to_dataset_id: strawberry.ID | None = None,
-        fuzzy_threshold: float = 0.6,
+        rows: Annotated[
+            list[MatchRowInput] | None,
+            strawberry.argument(description="The rows to match, up to 1,000 (or upload)."),
+        ] = None,
+        upload: Annotated[
+            Upload | None,
+            strawberry.argument(
+                description="A CSV (with a header) or JSONL file of rows (or rows), as a "
+                "multipart request part."
+            ),
+        ] = None,
+        options: Options = None,
+        add_to_dataset_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Add the matched products to this dataset."),
+        ] = None,
+        fuzzy_threshold: Annotated[
+            float,
+            strawberry.argument(
+                description="The least name similarity a FUZZY_NAME match needs: above 0, "
+                "at most 1 (default 0.6)."
+            ),
+        ] = 0.6,
     ) -> BulkResult:
         return await matching.match_products(
             info, rows, upload, options, add_to_dataset_id, fuzzy_threshold
@@ -195,36 +269,69 @@ class Mutation:
     async def export_products(
         self,
         info: Info,
-        filter: ProductFilter | None = None,
-        format: ExportFormat | None = ExportFormat.CSV,
-        options: BulkOptions | None = None,
+        filter: Filter = None,
+        format: Annotated[
+            ExportFormat | None,
+            strawberry.argument(description="The file's format (default CSV)."),
+        ] = ExportFormat.CSV,
+        options: Options = None,
     ) -> BulkResult:
         return await export_files.export_products(info, filter, format or ExportFormat.CSV, options)
 
-    @strawberry.mutation
-    async def create_dataset(self, info: Info, name: str) -> CreateDatasetResult:
+    @strawberry.mutation(
+        description="A new, empty dataset. Rejected codes: INVALID_NAME (empty or over 200 "
+        "characters), DUPLICATE_NAME."
+    )
+    async def create_dataset(
+        self,
+        info: Info,
+        name: Annotated[
+            str,
+            strawberry.argument(
+                description="Its name, unique in the tenant; outer spaces dropped."
+            ),
+        ],
+    ) -> CreateDatasetResult:
         return await catalog.create_dataset(info, name)
 
     @strawberry.mutation(
         description="A queued or paused job ends CANCELLED at once; a running one after its "
-        "current batch, keeping what it did."
+        "current batch, keeping what it did. Rejected codes: INVALID_ID, NOT_FOUND, "
+        "JOB_FINISHED."
     )
-    async def cancel_job(self, info: Info, id: strawberry.ID) -> JobActionResult:
+    async def cancel_job(self, info: Info, id: JobId) -> JobActionResult:
         return await job_resolvers.cancel_job(info, id)
 
-    @strawberry.mutation(description="Stop after the current batch; resumeJob continues.")
-    async def pause_job(self, info: Info, id: strawberry.ID) -> JobActionResult:
+    @strawberry.mutation(
+        description="Stop a queued or running job after its current batch; resumeJob "
+        "continues. Rejected codes: INVALID_ID, NOT_FOUND, JOB_NOT_PAUSABLE."
+    )
+    async def pause_job(self, info: Info, id: JobId) -> JobActionResult:
         return await job_resolvers.pause_job(info, id)
 
-    @strawberry.mutation(description="Queue a paused job again; it continues from its cursor.")
-    async def resume_job(self, info: Info, id: strawberry.ID) -> JobActionResult:
+    @strawberry.mutation(
+        description="Queue a paused job again; it continues from its cursor. Rejected "
+        "codes: INVALID_ID, NOT_FOUND, JOB_NOT_PAUSED."
+    )
+    async def resume_job(self, info: Info, id: JobId) -> JobActionResult:
         return await job_resolvers.resume_job(info, id)
 
     @strawberry.mutation(
-        description="A child job (its parent is this job) over the failed items or over all."
+        description="A child job (its parent is this job) over the failed items or over "
+        "all. Rejected codes: INVALID_ID, NOT_FOUND, JOB_NOT_FINISHED, NOT_RETRYABLE, "
+        "NOTHING_TO_RETRY."
     )
     async def retry_job(
-        self, info: Info, id: strawberry.ID, scope: RetryScope = RetryScope.FAILED_ITEMS
+        self,
+        info: Info,
+        id: JobId,
+        scope: Annotated[
+            RetryScope,
+            strawberry.argument(
+                description="FAILED_ITEMS (default): the items that failed; ALL: the whole "
+                "selection again."
+            ),
+        ] = RetryScope.FAILED_ITEMS,
     ) -> RetryJobResult:
         return await job_resolvers.retry_job(info, id, scope)
 
@@ -233,16 +340,16 @@ class Mutation:
 class Subscription:
     @strawberry.subscription(
         description="Current state first, then every newer version; completes after a "
-        "terminal status."
+        "terminal status. An unknown job is an error with code NOT_FOUND."
     )
-    async def job(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Job, None]:
+    async def job(self, info: Info, id: JobId) -> AsyncGenerator[Job, None]:
         async for state in job_resolvers.subscribe_job(info, id):
             yield state
 
-    @strawberry.subscription(description="Every change to any job of the caller's tenant.")
-    async def jobs(
-        self, info: Info, status: list[JobStatus] | None = None
-    ) -> AsyncGenerator[Job, None]:
+    @strawberry.subscription(
+        description="The tenant's unfinished jobs first, then every change to any of its jobs."
+    )
+    async def jobs(self, info: Info, status: Statuses = None) -> AsyncGenerator[Job, None]:
         async for state in job_resolvers.subscribe_jobs(info, status):
             yield state
 
@@ -251,9 +358,7 @@ def selection_mutation(op: Operation[Any]) -> Any:
     """The root field of an operation that takes nothing but a product selection and the
     options, for an operation with no field written above (`name(selection, options)`)."""
 
-    async def resolve(
-        info: Info, selection: ProductSelection, options: BulkOptions | None = None
-    ) -> BulkResult:
+    async def resolve(info: Info, selection: Selection, options: Options = None) -> BulkResult:
         return await bulk.run_bulk(info, op.name, selection, options)
 
     return strawberry.mutation(
