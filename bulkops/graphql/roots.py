@@ -1,4 +1,8 @@
-"""The Query, Mutation and Subscription roots: names from the public contract."""
+"""The Query, Mutation and Subscription roots: names from the public contract.
+
+Longer than most modules because every field and argument carries its description (what a
+client reads in GraphiQL), kept beside the field it documents; the shared arguments are in
+`arguments.py`."""
 
 from __future__ import annotations
 
