@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -149,6 +153,64 @@ async def test_a_background_job_moves_the_counters_of_the_api_and_the_worker(
         assert moved("bulkops_running_jobs") == 0
     assert after.value("bulkops_queue_depth", priority="HIGH") == 0
     assert after.value("bulkops_queue_depth", priority="LOW") == 0
+
+
+async def test_bulkops_worker_serves_its_own_metrics_on_the_port_it_is_given(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    await make_products(owner, storage, tenant, 12, with_images=False)
+    await queue_status_job(gql)
+    port = _free_port()
+    assert settings.database_url and settings.redis_url
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "BULKOPS_DATA_DIR": str(tmp_path),
+        "BULKOPS_STORAGE_DIR": str(settings.resolved_storage_dir),
+        "BULKOPS_BATCH_SIZE": "5",
+        "BULKOPS_WORKER_METRICS_HOST": "127.0.0.1",
+    }
+    log = (tmp_path / "worker.log").open("wb")
+    worker = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bulkops", "worker", "--metrics-port", str(port)),
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            # A process of its own: its counters start at zero, so they are read as they are.
+            seen = await _scrape_until_job_ended(client, f"http://127.0.0.1:{port}/metrics")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        await worker.wait()
+        log.close()
+    assert seen.value("bulkops_items_total", operation=OPERATION, outcome="succeeded") == 12
+    assert seen.value("bulkops_batch_duration_seconds_count", operation=OPERATION) == 3
+    assert seen.value("bulkops_job_pickup_seconds_count") == 1
+    assert seen.value("bulkops_running_jobs") == 0
+    # Declared at the worker's start for every operation: at zero until one ends so.
+    declared = frozenset({("operation", "deleteProducts"), ("status", "FAILED")})
+    assert seen.values[("bulkops_jobs_total", declared)] == 0
+
+
+async def _scrape_until_job_ended(client: httpx.AsyncClient, url: str) -> Scrape:
+    """Scrape the worker until it counts the job's end (the test's timeout bounds it)."""
+    labels = {"operation": OPERATION, "status": "SUCCEEDED"}
+    while True:
+        try:
+            seen = await scrape(client, url)
+        except httpx.TransportError:  # not listening yet
+            seen = None
+        if seen is not None and seen.value("bulkops_jobs_total", **labels) == 1:
+            return seen
+        await asyncio.sleep(0.1)
 
 
 async def test_an_inline_run_counts_its_items_and_a_dry_run_nothing(
