@@ -97,9 +97,13 @@ def serve(settings: Settings, host: str, port: int) -> None:
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **WEBSOCKETS)
 
 
-def worker(settings: Settings) -> None:
+def worker(settings: Settings, metrics_port: int | None = None) -> None:
+    from bulkops.metrics import serve as serve_metrics
     from bulkops.tasks.worker import run_forever
 
+    port = metrics_port if metrics_port is not None else settings.worker_metrics_port
+    if port is not None:
+        serve_metrics(port, host=settings.worker_metrics_host)
     asyncio.run(run_forever(settings))
 
 
@@ -233,7 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the API")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to serve on (default 8000)")
-    sub.add_parser("worker", help="run one worker")
+    p = sub.add_parser("worker", help="run one worker")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port (or BULKOPS_WORKER_METRICS_PORT)",
+    )
     sub.add_parser("migrate", help="apply pending migrations")
     token = sub.add_parser("token", help="API tokens: create, list, revoke").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -279,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         serve(settings, args.host, args.port)
     elif args.command == "worker":
-        worker(settings)
+        worker(settings, args.metrics_port)
     elif args.command == "migrate":
         asyncio.run(migrate(settings))
     elif args.command == "token":

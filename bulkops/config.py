@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     # How often an idle worker asks the queue for work (arq polls): a new job waits on
     # average half of it before a worker takes it.
     worker_poll_delay: float = 0.02
+    # A worker serves its Prometheus metrics on this port when it is set (`bulkops worker
+    # --metrics-port` overrides it). All interfaces by default: Prometheus scrapes from
+    # another host or container, and the metrics name no tenant, job or item.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "0.0.0.0"
     # Signs the download links of export files (HMAC-SHA256). Required in production, the
     # same on every API process; without it a key is generated once and kept in data_dir.
     signing_key: SecretStr | None = None

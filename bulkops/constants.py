@@ -21,9 +21,13 @@ def tenant_jobs_channel(tenant_id: str) -> str:
     return f"{PREFIX}:tenant:{tenant_id}:jobs"
 
 
+# Every job slice's arq job id starts with it (see `slice_job_id`).
+SLICE_PREFIX = f"{PREFIX}:slice:"
+
+
 def slice_job_id(job_id: str, nonce: str) -> str:
     """arq job id of one slice of a bulk job; unique so a re-enqueue is never deduplicated."""
-    return f"{PREFIX}:slice:{job_id}:{nonce}"
+    return f"{SLICE_PREFIX}{job_id}:{nonce}"
 
 
 def queued_marker(job_id: str) -> str:

@@ -34,6 +34,7 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
 from bulkops.graphql.context import Context
+from bulkops.graphql.open_subscriptions import counted
 from bulkops.graphql.ws_protocols import TransportWSHandler
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,10 @@ class SharedStreamsHandler(TransportWSHandler):
         return (caller.tenant_id, scopes, operation.query, operation.operation_name, variables)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
+        with counted(operation.query, operation.operation_name):
+            await self._run_operation(operation)
+
+    async def _run_operation(self, operation: Operation[Context, None]) -> None:
         key = self._share_key(operation)
         if key is None:
             await super().run_operation(operation)

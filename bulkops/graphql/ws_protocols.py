@@ -42,6 +42,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.types.unset import UnsetType
 
 from bulkops.graphql.context import Context
+from bulkops.graphql.open_subscriptions import counted
 
 # RFC 6455: a close frame's payload is at most 125 bytes, two of them the code.
 MAX_CLOSE_REASON_BYTES = 123
@@ -232,7 +233,10 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         operation_name: str | None,
         variables: dict[str, object] | None,
     ) -> None:
-        with suppress(WebSocketDisconnected):  # the client left: nobody to answer
+        with (
+            counted(query, operation_name),
+            suppress(WebSocketDisconnected),  # the client left: nobody to answer
+        ):
             await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def _connection_error(self, message: str) -> None:

@@ -9,6 +9,7 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
+from bulkops import metrics
 from bulkops.db import job_runs, match_inputs
 from bulkops.db import jobs as jobs_db
 from bulkops.db.pool import tenant_transaction
@@ -39,6 +40,8 @@ async def cancel_job(pool: asyncpg.Pool, redis: Redis, tenant_id: str, job_id: s
             )
         else:
             job = await jobs_db.set_status(conn, job_id, JobStatus.CANCELLING, step="cancelling")
+    if job.terminal:
+        metrics.count_job_end(job.operation, job.status)
     await publish_state(redis, job)
     return job
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from bulkops import metrics
 from bulkops.db import jobs as jobs_db
 from bulkops.db import products as products_db
 from bulkops.db.pool import tenant_transaction
@@ -215,15 +216,29 @@ async def _run(
                 )
                 files = op.deletes_files and await has_file_deletions(conn)
     except RunUndone as undone:
+        _count_inline(undone.result)
         return undone.result
     except JobAborted as exc:
         raise InputError(exc.message, code=exc.code) from None
     if not inline:
         await announce_job(services, job)
         return QueuedResult(job)
+    _count_inline(result)
     if files:
         await purge_deleted_files(services.pool, services.storage, tenant_id)
     return result
+
+
+def _count_inline(result: InlineResult) -> None:
+    """An inline run's items, as a job's are counted; a dry run did nothing."""
+    if not result.dry_run:
+        outcome = result.outcome
+        metrics.count_items(
+            result.operation,
+            succeeded=outcome.succeeded,
+            failed=outcome.failed,
+            skipped=outcome.skipped,
+        )
 
 
 def encode_result(result: InlineResult | QueuedResult) -> dict[str, Any]:

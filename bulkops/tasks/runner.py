@@ -10,12 +10,14 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from bulkops import metrics
 from bulkops.config import Settings
 from bulkops.db import job_runs
 from bulkops.db import jobs as jobs_db
@@ -100,17 +102,22 @@ async def _complete(conn: asyncpg.Connection, job: JobState, selection: Selectio
     return await _finish(conn, job, final, step="done")
 
 
-async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: str) -> str:
+async def run_slice(
+    deps: WorkerDeps,
+    redis: ArqRedis,
+    job_id: str,
+    tenant_id: str,
+    *,
+    ready_at: float | None = None,
+) -> str:
     """Run the job for one slice; re-enqueue it from its cursor if work is left.
+    `ready_at` (epoch seconds) is when the slice could first have started, for the
+    pickup time of a slice that runs.
 
     Returns what happened: the job's terminal status, SLICED (more to do, re-enqueued),
     HELD (another worker holds the job), THROTTLED (the tenant's running-job quota is
     full; re-enqueued shortly), PAUSED, or MISSING."""
     settings = deps.settings
-    deadline = time.monotonic() + settings.slice_seconds
-    # A slice runs on while nothing else waits, up to this many slices' time in one go
-    # (well inside arq's job timeout, which worker.py sets to 20 slices or more).
-    longest = time.monotonic() + settings.slice_seconds * SLICES_IN_A_ROW
     throttled = False
     async with tenant_transaction(deps.pool, tenant_id) as conn:
         try:
@@ -148,13 +155,37 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
         return "THROTTLED"
     await publish_state(redis, job)
     if job.terminal or op is None:
+        metrics.count_job_end(job.operation, job.status)
         return job.status
+    if ready_at is not None:
+        metrics.JOB_PICKUP.observe(max(0.0, time.time() - ready_at))
+    with metrics.RUNNING_JOBS.track_inprogress():
+        return await _run_batches(deps, redis, op, job, locked.selection, tenant_id)
 
+
+async def _run_batches(
+    deps: WorkerDeps,
+    redis: ArqRedis,
+    op: Operation[Any],
+    job: JobState,
+    stored_selection: dict[str, Any],
+    tenant_id: str,
+) -> str:
+    """The batches of one slice of a job this worker holds, until the job ends, the
+    slice's time is up (re-enqueued: SLICED) or the job is paused or handed over."""
+    settings = deps.settings
+    job_id = job.id
+    deadline = time.monotonic() + settings.slice_seconds
+    # A slice runs on while nothing else waits, up to this many slices' time in one go
+    # (well inside arq's job timeout, which worker.py sets to 20 slices or more).
+    longest = time.monotonic() + settings.slice_seconds * SLICES_IN_A_ROW
     params = op.parse_params(job.params)
-    selection = Selection.from_job(locked.selection)
+    selection = Selection.from_job(stored_selection)
     batch_size = settings.batch_size or op.thresholds.batch_size
     last_publish = time.monotonic()
     while True:
+        started = time.perf_counter()
+        applied = False
         async with tenant_transaction(deps.pool, tenant_id) as conn:
             # The job row is locked first and the cursor read under that lock; a stored
             # selection's next ids come with it. One id past the batch is read ahead, so
@@ -162,7 +193,7 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
             locked, ids = await job_runs.lock_job_batch(
                 conn, job_id, items=batch_size + 1 if selection.ids is not None else 0
             )
-            job = locked.state
+            job = before = locked.state
             status_before = job.status
             if job.status == JobStatus.CANCELLING:
                 job = await _finish(conn, job, JobStatus.CANCELLED, step="cancelled")
@@ -179,11 +210,23 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
                 if ids:
                     batch = BatchContext(conn=conn, storage=deps.storage, tenant_id=tenant_id)
                     job = await _apply(batch, op, params, job, ids, settings.lease_seconds)
+                    applied = True
                 if not job.terminal and last:
                     # The last batch finishes the job in the same transaction.
                     job = await _complete(conn, job, selection)
             if job.terminal:
                 await op.release(conn, selection)
+        # Counted once committed: a batch whose transaction fails is run again.
+        if applied:
+            metrics.BATCH_DURATION.labels(op.name).observe(time.perf_counter() - started)
+            metrics.count_items(
+                op.name,
+                succeeded=job.succeeded - before.succeeded,
+                failed=job.failed - before.failed,
+                skipped=job.skipped - before.skipped,
+            )
+        if job.terminal:
+            metrics.count_job_end(job.operation, job.status)
         now = time.monotonic()
         if (
             job.terminal
@@ -226,6 +269,16 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
                 # Unheld and not queued: the reconciler enqueues it once Redis is back.
                 log.warning("could not re-enqueue job %s; the reconciler will", job_id)
             return "SLICED"
+
+
+def slice_ready_at(ctx: dict[str, Any]) -> float:
+    """When the arq job of a slice could first start (epoch seconds): when it was
+    enqueued, or, for a slice deferred past that (a tenant over its quota, a retry), its
+    scheduled time. A HIGH slice is scored hours early to go first, so its score alone
+    would not do."""
+    enqueued: datetime = ctx["enqueue_time"]
+    score: int = ctx["score"]
+    return max(enqueued.timestamp(), score / 1000)
 
 
 async def _others_wait(redis: ArqRedis) -> bool:

@@ -16,6 +16,7 @@ from arq.cron import cron
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
+from bulkops import metrics
 from bulkops.config import Settings
 from bulkops.constants import QUEUE_NAME
 from bulkops.db import job_runs
@@ -34,7 +35,7 @@ from bulkops.tasks.housekeeping import (
     reconcile_task,
     sweep_files_task,
 )
-from bulkops.tasks.runner import WorkerDeps, run_slice
+from bulkops.tasks.runner import WorkerDeps, run_slice, slice_ready_at
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
     last try the job ends FAILED with the error recorded."""
     deps: WorkerDeps = ctx["deps"]
     try:
-        return await run_slice(deps, ctx["redis"], job_id, tenant_id)
+        return await run_slice(deps, ctx["redis"], job_id, tenant_id, ready_at=slice_ready_at(ctx))
     except Exception as exc:
         tries: int = ctx.get("job_try", 1)
         if tries < MAX_TRIES:
@@ -69,6 +70,7 @@ async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
                 conn, job_id, JobStatus.FAILED, step="failed", result=job_result(job)
             )
         await publish_state(ctx["redis"], job)
+        metrics.count_job_end(job.operation, job.status)
         return JobStatus.FAILED
 
 
@@ -88,6 +90,7 @@ def build_worker(
     """An arq worker running jobs of `operations` against the configured Postgres and
     Redis. Setting `draining` makes its running slices stop at their next batch boundary."""
     assert settings.database_url and settings.redis_url
+    metrics.declare_operations(operations)
 
     async def startup(ctx: dict[str, Any]) -> None:
         assert settings.database_url

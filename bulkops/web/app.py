@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
+from bulkops import metrics
 from bulkops.config import Settings
 from bulkops.db.pool import create_pool
 from bulkops.graphql.schema import build_schema
@@ -29,6 +30,7 @@ from bulkops.web.auth import auth_unavailable
 from bulkops.web.cors import OriginPolicy
 from bulkops.web.graphql_view import STATIC_DIR, BulkopsGraphQL, GraphQLEndpoint
 from bulkops.web.rate_limit import RateLimited, RateLimiter, too_many_requests
+from bulkops.web.request_metrics import RequestMetrics
 from bulkops.web.routes import (
     catalog_download,
     dashboard,
@@ -38,6 +40,7 @@ from bulkops.web.routes import (
     job_errors,
     match_results,
 )
+from bulkops.web.routes import metrics as metrics_route
 from bulkops.web.security_headers import SecurityHeaders
 from bulkops.web.state import AppState
 
@@ -64,6 +67,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
         multipart_uploads_enabled=True,
     )
     endpoint = GraphQLEndpoint(view, settings)
+    metrics.declare_operations(operations)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
@@ -113,13 +117,19 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
         *export_files.routes(),
         *job_errors.routes(limit=settings.pool_max_size // 4),
         *dashboard.routes(),
+        *metrics_route.routes(),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        # CORS outermost, so that every answer (a 401, a 429) is readable by an allowed page.
-        middleware=[origins.middleware(), Middleware(SecurityHeaders)],
+        # Request metrics outermost, so that they count every answer (CORS preflights too);
+        # CORS next, so that every answer (a 401, a 429) is readable by an allowed page.
+        middleware=[
+            Middleware(RequestMetrics, routes=routes),
+            origins.middleware(),
+            Middleware(SecurityHeaders),
+        ],
         # Raised where every route learns its caller (`bulkops.web.auth.request_caller`).
         exception_handlers={RateLimited: _rate_limited, AuthUnavailable: _auth_unavailable},
     )

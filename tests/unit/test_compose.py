@@ -212,3 +212,58 @@ def test_dockerfile_base_user_and_healthcheck(dockerfile: list[tuple[str, str]])
     installs = " ".join(args for kw, args in dockerfile if kw == "RUN" and "pip install" in args)
     assert installs, "the project is installed with pip"
     assert "[dev]" not in installs
+
+
+MONITORING = ("prometheus", "grafana")
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Repository path -> mount target, of the mounts taken from the repository."""
+    return {
+        source: target
+        for source, target in named_volumes(service).items()
+        if source.startswith("./")
+    }
+
+
+def test_monitoring_runs_only_in_its_profile(services: dict[str, Any]) -> None:
+    for name in MONITORING:
+        assert services[name]["profiles"] == ["monitoring"]
+    # A plain `docker compose up` starts what it started before.
+    for name in SERVICES:
+        assert not services[name].get("profiles"), name
+
+
+def test_monitoring_mounts_files_that_exist(services: dict[str, Any]) -> None:
+    for name in MONITORING:
+        mounts = bind_mounts(services[name])
+        assert mounts, f"{name} mounts nothing from deploy/"
+        for source in mounts:
+            assert (ROOT / source).exists(), source
+    prometheus = services["prometheus"]
+    config = bind_mounts(prometheus)["./deploy/prometheus.yml"]
+    assert f"--config.file={config}" in command(prometheus)
+    grafana = services["grafana"]
+    mounted = bind_mounts(grafana)["./deploy/grafana"]
+    assert environment(grafana)["GF_PATHS_PROVISIONING"] == f"{mounted}/provisioning"
+    provider = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/dashboards/bulkops.yml").read_text()
+    )
+    assert [p["options"]["path"] for p in provider["providers"]] == [mounted]
+    datasources = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
+    urls = [urlsplit(d["url"]) for d in datasources["datasources"]]
+    assert [(u.hostname, u.port) for u in urls] == [("prometheus", 9090)]
+
+
+def test_prometheus_scrapes_the_api_and_every_worker(services: dict[str, Any]) -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
+    targets: dict[str, tuple[int, str]] = {}
+    for job in config["scrape_configs"]:
+        for found in job.get("dns_sd_configs", []):
+            for name in found["names"]:
+                targets[name] = (found["port"], job.get("metrics_path", "/metrics"))
+    assert targets["api"] == (8000, "/metrics")
+    worker_port = int(environment(services["worker"])["BULKOPS_WORKER_METRICS_PORT"])
+    assert targets["worker"][0] == worker_port
