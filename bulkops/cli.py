@@ -20,6 +20,7 @@ from bulkops.db.tenants import ensure_tenant, insert_token, product_count
 from bulkops.dev.embedded import EmbeddedServers, ensure_servers
 from bulkops.dev.seed import print_progress, progress_bar, seed_products
 from bulkops.domain import JobStatus, Scope
+from bulkops.logs import configure_logging
 from bulkops.services.auth import Authenticator, hash_token, new_token
 from bulkops.storage import LocalStorage
 
@@ -99,12 +100,14 @@ def serve(settings: Settings, host: str, port: int) -> None:
 
     from bulkops.web.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **WEBSOCKETS)
+    configure_logging(settings)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, **WEBSOCKETS)
 
 
 def worker(settings: Settings) -> None:
     from bulkops.tasks.worker import run_forever
 
+    configure_logging(settings)
     asyncio.run(run_forever(settings))
 
 
@@ -162,7 +165,7 @@ Press Ctrl+C to stop.
         flush=True,
     )
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="info", **WEBSOCKETS
+        create_app(settings), host=host, port=port, log_config=None, **WEBSOCKETS
     )
     server = uvicorn.Server(config)
     arq_worker = build_worker(settings, handle_signals=False)
@@ -178,6 +181,7 @@ Press Ctrl+C to stop.
 
 def dev(settings: Settings, host: str, port: int) -> None:
     settings = settings.model_copy(update={"dev": True})
+    configure_logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     servers: EmbeddedServers = ensure_servers(
         settings.database_url, settings.redis_url, settings.data_dir

@@ -29,6 +29,7 @@ from bulkops.web.auth import auth_unavailable
 from bulkops.web.cors import OriginPolicy
 from bulkops.web.graphql_view import STATIC_DIR, BulkopsGraphQL, GraphQLEndpoint
 from bulkops.web.rate_limit import RateLimited, RateLimiter, too_many_requests
+from bulkops.web.request_id import RequestId
 from bulkops.web.routes import (
     catalog_download,
     dashboard,
@@ -118,8 +119,9 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        # CORS outermost, so that every answer (a 401, a 429) is readable by an allowed page.
-        middleware=[origins.middleware(), Middleware(SecurityHeaders)],
+        # The request id first, so that every line logged while answering carries it; then
+        # CORS, so that every answer (a 401, a 429) is readable by an allowed page.
+        middleware=[Middleware(RequestId), origins.middleware(), Middleware(SecurityHeaders)],
         # Raised where every route learns its caller (`bulkops.web.auth.request_caller`).
         exception_handlers={RateLimited: _rate_limited, AuthUnavailable: _auth_unavailable},
     )
