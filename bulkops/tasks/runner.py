@@ -16,6 +16,7 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from bulkops import logs
 from bulkops.config import Settings
 from bulkops.db import job_runs
 from bulkops.db import jobs as jobs_db
@@ -119,6 +120,7 @@ async def run_slice(deps: WorkerDeps, redis: ArqRedis, job_id: str, tenant_id: s
             return "MISSING"
         locked = claimed.locked
         job = locked.state
+        logs.bind(operation=job.operation)
         if job.terminal or job.status == JobStatus.PAUSED:
             return job.status
         if locked.lease_live and locked.lease_owner != deps.worker_id:

@@ -16,6 +16,7 @@ from arq.cron import cron
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
+from bulkops import logs
 from bulkops.config import Settings
 from bulkops.constants import QUEUE_NAME
 from bulkops.db import job_runs
@@ -39,14 +40,17 @@ from bulkops.tasks.runner import WorkerDeps, run_slice
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 5
+# What a slice that leaves the job unfinished returns (`run_slice`): logged at DEBUG only.
+CONTINUING = frozenset({"SLICED", "HELD", "THROTTLED", "MISSING"})
 
 
 async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
     """One slice of a bulk job. Unexpected errors are retried with backoff; after the
     last try the job ends FAILED with the error recorded."""
     deps: WorkerDeps = ctx["deps"]
+    logs.bind(job_id=job_id, tenant_id=tenant_id)
     try:
-        return await run_slice(deps, ctx["redis"], job_id, tenant_id)
+        outcome = await run_slice(deps, ctx["redis"], job_id, tenant_id)
     except Exception as exc:
         tries: int = ctx.get("job_try", 1)
         if tries < MAX_TRIES:
@@ -70,6 +74,8 @@ async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
             )
         await publish_state(ctx["redis"], job)
         return JobStatus.FAILED
+    log.log(logging.DEBUG if outcome in CONTINUING else logging.INFO, "slice ended: %s", outcome)
+    return outcome
 
 
 def redis_settings(url: str) -> RedisSettings:
