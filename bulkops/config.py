@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # Log lines are JSON, or readable text in dev mode; log_format overrides either way.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] | None = None
+    # Each worker announces itself in Redis this often; a worker not heard from within
+    # the TTL (a crash, a lost host) is no longer listed by `queueStatus`.
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    worker_heartbeat_ttl_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -49,6 +49,8 @@ class WorkerDeps:
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
+    # The slices running now (counted by `bulkops.tasks.heartbeat.count_running`).
+    running: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
     def settings(self) -> Settings:

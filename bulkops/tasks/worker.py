@@ -29,6 +29,7 @@ from bulkops.services.container import Services
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
 from bulkops.storage import LocalStorage
+from bulkops.tasks.heartbeat import Heartbeat, count_running
 from bulkops.tasks.housekeeping import (
     cleanup_task,
     purge_files_task,
@@ -49,6 +50,7 @@ async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
     last try the job ends FAILED with the error recorded."""
     deps: WorkerDeps = ctx["deps"]
     logs.bind(job_id=job_id, tenant_id=tenant_id)
+    count_running(deps)
     try:
         outcome = await run_slice(deps, ctx["redis"], job_id, tenant_id)
     except Exception as exc:
@@ -111,8 +113,12 @@ def build_worker(
             operations=operations,
         )
         ctx["deps"] = WorkerDeps(services, draining=draining or asyncio.Event())
+        ctx["heartbeat"] = Heartbeat(ctx["deps"], ctx["redis"])
+        ctx["heartbeat"].start()
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if "heartbeat" in ctx:
+            await ctx["heartbeat"].stop()
         deps: WorkerDeps | None = ctx.get("deps")
         if deps is not None:
             await deps.pool.close()
