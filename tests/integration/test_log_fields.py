@@ -64,8 +64,11 @@ async def test_a_jobs_lines_name_the_job_its_tenant_and_operation(
     for line in (queued, ended):
         assert line["tenant_id"] == tenant.id
         assert line["operation"] == "deleteProducts"
-    # arq's own line per job (with its `delayed=` head start) is not among them.
+    # arq's own line per job (with its `delayed=` head start) is not among them, and the
+    # reconciler, which ran at the worker's start and found nothing lost, kept quiet.
     assert not [line for line in lines(output) if "delayed=" in line["message"]]
+    assert not [line for line in lines(output) if line["logger"].startswith("arq")]
+    assert not [line for line in lines(output) if "housekeeping" in line["logger"]]
 
 
 async def test_a_requests_lines_carry_the_id_it_answers_with(
