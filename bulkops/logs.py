@@ -30,8 +30,9 @@ CONTEXT_FIELDS = ("request_id", "job_id", "tenant_id", "operation")
 # priority head start shown as `delayed=3600.04s`: at WARNING only its failures remain.
 # BULKOPS_LOG_LEVEL=DEBUG brings them back.
 QUIET_LOGGERS = {"arq.worker": logging.WARNING}
-# The attributes every record has; anything else on a record was passed as `extra`.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# The attributes every record has; anything else on a record was passed as `extra`, but
+# for uvicorn's copy of its message with terminal colours.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 def _with(fields: dict[str, str]) -> tuple[tuple[str, str], ...]:

@@ -145,3 +145,11 @@ async def test_an_odd_incoming_request_id_is_replaced(
     answered = response.headers["X-Request-ID"]
     assert answered != given
     assert lines(output, "bulkops.web")[0]["request_id"] == answered
+
+
+def test_uvicorns_coloured_copy_of_a_message_is_left_out(output: io.StringIO) -> None:
+    logs.configure_logging(Settings(dev=True), stream=output)
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 7, extra={"color_message": "Started [\x1b[36m%d\x1b[0m]"}
+    )
+    assert output.getvalue().rstrip().endswith("uvicorn.error  Started server process [7]")

@@ -22,7 +22,7 @@ class Worker:
     host: str
     started_at: datetime
     last_seen_at: datetime = strawberry.field(description="Its latest heartbeat.")
-    running_slices: int
+    running_slices: int = strawberry.field(description="As of its latest heartbeat.")
 
     @classmethod
     def from_beat(cls, beat: queue_status.WorkerBeat) -> Worker:
