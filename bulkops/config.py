@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -100,6 +101,19 @@ class Settings(BaseSettings):
     export_link_hours: float = 24.0
     # The bearer token `bulkops watch` sends when it is not given --token.
     token: SecretStr | None = None
+
+    # Log lines are JSON, or readable text in dev mode; log_format overrides either way.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] | None = None
+    # Each worker announces itself in Redis this often; a worker not heard from within
+    # the TTL (a crash, a lost host) is no longer listed by `queueStatus`.
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    worker_heartbeat_ttl_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @property
     def resolved_storage_dir(self) -> Path:

@@ -9,6 +9,11 @@ BROKER_CHANNEL = f"{PREFIX}:broker"
 # Prefix of the per-tenant request counts; the `limits` library appends
 # `tenant/{tenant_id}/{amount}/{multiples}/{granularity}` to it.
 RATE_LIMIT_PREFIX = f"{PREFIX}:rate"
+# arq job ids of job slices start with this (see `slice_job_id`).
+SLICE_PREFIX = f"{PREFIX}:slice:"
+# Sorted set of the workers that sent a heartbeat, scored by when it expires (ms); each
+# worker's own key (`worker_heartbeat`) holds what it said and expires with it.
+WORKERS_KEY = f"{PREFIX}:workers"
 
 
 def job_channel(job_id: str) -> str:
@@ -38,3 +43,8 @@ def queued_marker(job_id: str) -> str:
 def purge_job_id(tenant_id: str, bucket: str) -> str:
     """arq job id of a file purge: at most one is queued per tenant and time bucket."""
     return f"{PREFIX}:purge:{tenant_id}:{bucket}"
+
+
+def worker_heartbeat(worker_id: str) -> str:
+    """Key of a worker's latest heartbeat; it expires unless the worker renews it."""
+    return f"{PREFIX}:worker:{worker_id}"

@@ -29,9 +29,11 @@ from bulkops.graphql.enums import ExportFormat, ProductStatus, RetryScope
 from bulkops.graphql.inputs import ImageSelection, MatchRowInput, ProductPatch
 from bulkops.graphql.resolvers import bulk, catalog, export_files, matching
 from bulkops.graphql.resolvers import jobs as job_resolvers
+from bulkops.graphql.resolvers import queue as queue_resolvers
 from bulkops.graphql.types.catalog import Dataset, Product
 from bulkops.graphql.types.common import Connection, Info
 from bulkops.graphql.types.jobs import Job, OperationInfo
+from bulkops.graphql.types.queue import QueueStatus
 from bulkops.graphql.types.results import (
     BulkResult,
     CreateDatasetResult,
@@ -101,6 +103,10 @@ class Query:
     @strawberry.field(description="The bulk operations and their thresholds.")
     def operations(self, info: Info) -> list[OperationInfo]:
         return job_resolvers.operations(info)
+
+    @strawberry.field(description="Waiting and running slices, and the live workers (admin).")
+    async def queue_status(self, info: Info) -> QueueStatus:
+        return await queue_resolvers.queue_status(info)
 
 
 # Every bulk mutation also answers Rejected with the codes its selection and options name.

@@ -22,7 +22,7 @@ from bulkops.models import Caller
 # What a caller without any scope may still ask: who it is, and the schema.
 OPEN_FIELDS = frozenset({"viewer", "__typename", "__schema", "__type"})
 # Root fields needing more than their operation type's scope (admin-only fields).
-FIELD_SCOPES: dict[str, Scope] = {}
+FIELD_SCOPES: dict[str, Scope] = {"queueStatus": Scope.ADMIN}
 _RANK = {scope: rank for rank, scope in enumerate(Scope)}
 
 

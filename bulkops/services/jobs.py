@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -21,6 +22,14 @@ from bulkops.operations.base import Retry
 from bulkops.selection import Selection, StagedRows
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice
+
+log = logging.getLogger(__name__)
+
+
+def log_fields(job: JobState) -> dict[str, str]:
+    """The fields a job's log lines carry, for a line logged outside the job's own work
+    (where the worker binds them): `log.info(..., extra=log_fields(job))`."""
+    return {"job_id": job.id, "tenant_id": job.tenant_id, "operation": job.operation}
 
 
 async def cancel_job(pool: asyncpg.Pool, redis: Redis, tenant_id: str, job_id: str) -> JobState:
@@ -42,6 +51,7 @@ async def cancel_job(pool: asyncpg.Pool, redis: Redis, tenant_id: str, job_id: s
             job = await jobs_db.set_status(conn, job_id, JobStatus.CANCELLING, step="cancelling")
     if job.terminal:
         metrics.count_job_end(job.operation, job.status)
+    log.info("job cancel asked: now %s", job.status, extra=log_fields(job))
     await publish_state(redis, job)
     return job
 
@@ -57,6 +67,7 @@ async def pause_job(pool: asyncpg.Pool, redis: Redis, tenant_id: str, job_id: st
                 f"A {job.status} job cannot be paused.", code="JOB_NOT_PAUSABLE", field=["id"]
             )
         job = await jobs_db.set_status(conn, job_id, JobStatus.PAUSED, step="paused")
+    log.info("job paused", extra=log_fields(job))
     await publish_state(redis, job)
     return job
 
@@ -73,6 +84,7 @@ async def resume_job(pool: asyncpg.Pool, redis: ArqRedis, tenant_id: str, job_id
             )
         job = await jobs_db.set_status(conn, job_id, JobStatus.QUEUED, step="queued")
     await enqueue_slice(redis, job.id, tenant_id, job.priority)
+    log.info("job resumed", extra=log_fields(job))
     await publish_state(redis, job)
     return job
 
@@ -114,6 +126,7 @@ async def retry_job(
         else:
             child = await _retry_items(conn, job, selection, scope=scope, created_by=created_by)
     await enqueue_slice(redis, child.id, tenant_id, child.priority)
+    log.info("job queued: retry of %s", job_id, extra=log_fields(child))
     await publish_state(redis, child)
     return child
 

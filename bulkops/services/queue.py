@@ -11,16 +11,18 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
-from arq.jobs import serialize_job
+from arq.jobs import deserialize_job_raw, serialize_job
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
 from bulkops.constants import (
     QUEUE_NAME,
+    SLICE_PREFIX,
     job_channel,
     purge_job_id,
     queued_marker,
@@ -146,3 +148,50 @@ async def request_purge(redis: ArqRedis, tenant_id: str, *, final: bool = False)
         )
     except (RedisError, OSError):
         log.warning("could not queue a file purge for tenant %s; the sweep will", tenant_id)
+
+
+@dataclass(frozen=True)
+class QueuedSlice:
+    """A job slice in arq's queue, as the queue records it."""
+
+    # None for a slice put back with a delay (a retry, a tenant over its running-job
+    # quota): its score no longer says its priority.
+    priority: Priority | None
+    enqueued_ms: int
+    # When a worker may start it (its score).
+    startable_ms: int
+    running: bool
+
+
+def priority_of(enqueued_ms: int, score: int) -> Priority | None:
+    """The priority `enqueue_slice` gave a slice, read back from its head start."""
+    head_start = enqueued_ms - score
+    for priority, start in PRIORITY_HEAD_START.items():
+        if head_start >= start.total_seconds() * 1000:
+            return priority
+    return None
+
+
+async def queued_slices(redis: ArqRedis, *, chunk: int = 1000) -> list[QueuedSlice]:
+    """Every job slice in the queue, waiting or running. One read of the queue, then the
+    slices' payloads (their enqueue time) in pipelines of `chunk`."""
+    entries = await redis.zrange(QUEUE_NAME, 0, -1, withscores=True)
+    prefix = SLICE_PREFIX.encode()
+    named = [(name.decode(), int(score)) for name, score in entries if name.startswith(prefix)]
+    found: list[QueuedSlice] = []
+    for start in range(0, len(named), chunk):
+        part = named[start : start + chunk]
+        async with redis.pipeline(transaction=False) as pipe:
+            for name, _ in part:
+                pipe.get(job_key_prefix + name)
+                pipe.exists(in_progress_key_prefix + name)
+            replies = await pipe.execute()
+        for (_, score), payload, running in zip(part, replies[0::2], replies[1::2], strict=True):
+            if payload is None:
+                # Expired: arq drops it when it comes up, and the reconciler queues the job again.
+                continue
+            enqueued_ms = deserialize_job_raw(payload, deserializer=redis.job_deserializer)[4]
+            found.append(
+                QueuedSlice(priority_of(enqueued_ms, score), enqueued_ms, score, bool(running))
+            )
+    return found

@@ -8,6 +8,7 @@ running); an uploaded input is a `StagedInput` whose rows are staged first."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -27,10 +28,13 @@ from bulkops.services import idempotency
 from bulkops.services.container import Services
 from bulkops.services.files import purge_deleted_files
 from bulkops.services.inline import InlineResult, RunUndone, apply_inline
+from bulkops.services.jobs import log_fields
 from bulkops.services.options import BulkOptions
 from bulkops.services.queue import enqueue_slice
 
 __all__ = ["BulkOptions", "InlineResult", "QueuedResult", "StagedInput", "submit"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -329,3 +333,4 @@ async def announce_job(services: Services, job: JobState) -> None:
     """Once the job is committed: its first slice on the queue and its state to
     subscribers, in one round trip to Redis."""
     await enqueue_slice(services.redis, job.id, job.tenant_id, job.priority, announce=job)
+    log.info("job queued: %d items, %s priority", job.total, job.priority, extra=log_fields(job))

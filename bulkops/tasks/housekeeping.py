@@ -36,6 +36,9 @@ async def reconcile(deps: WorkerDeps, redis: ArqRedis) -> int:
         revived += 1
     if revived:
         log.warning("re-enqueued %d job(s) that had no live worker or queued slice", revived)
+    else:
+        # Every few seconds on every worker: only worth reading when debugging.
+        log.debug("reconciled %d unfinished job(s): none lost", len(jobs))
     return revived
 
 
@@ -53,6 +56,7 @@ async def remove_expired(deps: WorkerDeps) -> int:
         removed = await housekeeping_db.remove_expired(conn, retention)
         await housekeeping_db.remove_expired_match_inputs(conn, retention)
         await imports_db.remove_stale(conn)
+    log.log(logging.INFO if removed else logging.DEBUG, "removed %d expired job(s)", removed)
     return removed
 
 
@@ -62,6 +66,7 @@ async def sweep_files(deps: WorkerDeps, redis: ArqRedis) -> int:
         tenants = await housekeeping_db.tenants_with_file_deletions(conn)
     for tenant_id in tenants:
         await request_purge(redis, tenant_id)
+    log.debug("file sweep: purges queued for %d tenant(s)", len(tenants))
     return len(tenants)
 
 

@@ -17,7 +17,7 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from bulkops import metrics
+from bulkops import logs, metrics
 from bulkops.config import Settings
 from bulkops.db import job_runs
 from bulkops.db import jobs as jobs_db
@@ -50,6 +50,8 @@ class WorkerDeps:
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
+    # The slices running now (counted by `bulkops.tasks.heartbeat.count_running`).
+    running: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
     def settings(self) -> Settings:
@@ -126,6 +128,7 @@ async def run_slice(
             return "MISSING"
         locked = claimed.locked
         job = locked.state
+        logs.bind(operation=job.operation)
         if job.terminal or job.status == JobStatus.PAUSED:
             return job.status
         if locked.lease_live and locked.lease_owner != deps.worker_id:

@@ -16,7 +16,7 @@ from arq.cron import cron
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
-from bulkops import metrics
+from bulkops import logs, metrics
 from bulkops.config import Settings
 from bulkops.constants import QUEUE_NAME
 from bulkops.db import job_runs
@@ -29,6 +29,7 @@ from bulkops.services.container import Services
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
 from bulkops.storage import LocalStorage
+from bulkops.tasks.heartbeat import Heartbeat, count_running
 from bulkops.tasks.housekeeping import (
     cleanup_task,
     purge_files_task,
@@ -40,14 +41,20 @@ from bulkops.tasks.runner import WorkerDeps, run_slice, slice_ready_at
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 5
+# What a slice that leaves the job unfinished returns (`run_slice`): logged at DEBUG only.
+CONTINUING = frozenset({"SLICED", "HELD", "THROTTLED", "MISSING"})
 
 
 async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
     """One slice of a bulk job. Unexpected errors are retried with backoff; after the
     last try the job ends FAILED with the error recorded."""
     deps: WorkerDeps = ctx["deps"]
+    logs.bind(job_id=job_id, tenant_id=tenant_id)
+    count_running(deps)
     try:
-        return await run_slice(deps, ctx["redis"], job_id, tenant_id, ready_at=slice_ready_at(ctx))
+        outcome = await run_slice(
+            deps, ctx["redis"], job_id, tenant_id, ready_at=slice_ready_at(ctx)
+        )
     except Exception as exc:
         tries: int = ctx.get("job_try", 1)
         if tries < MAX_TRIES:
@@ -72,6 +79,8 @@ async def run_job(ctx: dict[str, Any], job_id: str, tenant_id: str) -> str:
         await publish_state(ctx["redis"], job)
         metrics.count_job_end(job.operation, job.status)
         return JobStatus.FAILED
+    log.log(logging.DEBUG if outcome in CONTINUING else logging.INFO, "slice ended: %s", outcome)
+    return outcome
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -108,8 +117,12 @@ def build_worker(
             operations=operations,
         )
         ctx["deps"] = WorkerDeps(services, draining=draining or asyncio.Event())
+        ctx["heartbeat"] = Heartbeat(ctx["deps"], ctx["redis"])
+        ctx["heartbeat"].start()
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if "heartbeat" in ctx:
+            await ctx["heartbeat"].stop()
         deps: WorkerDeps | None = ctx.get("deps")
         if deps is not None:
             await deps.pool.close()

@@ -30,6 +30,7 @@ from bulkops.web.auth import auth_unavailable
 from bulkops.web.cors import OriginPolicy
 from bulkops.web.graphql_view import STATIC_DIR, BulkopsGraphQL, GraphQLEndpoint
 from bulkops.web.rate_limit import RateLimited, RateLimiter, too_many_requests
+from bulkops.web.request_id import RequestId
 from bulkops.web.request_metrics import RequestMetrics
 from bulkops.web.routes import (
     catalog_download,
@@ -124,9 +125,11 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
         routes=routes,
         lifespan=lifespan,
         # Request metrics outermost, so that they count every answer (CORS preflights too);
-        # CORS next, so that every answer (a 401, a 429) is readable by an allowed page.
+        # the request id next, so that every line logged while answering carries it; then
+        # CORS, so that every answer (a 401, a 429) is readable by an allowed page.
         middleware=[
             Middleware(RequestMetrics, routes=routes),
+            Middleware(RequestId),
             origins.middleware(),
             Middleware(SecurityHeaders),
         ],

@@ -13,7 +13,7 @@ from bulkops.config import Settings
 
 # A frontend's dev server runs on some port of the developer's own machine.
 DEV_ORIGIN_REGEX = r"http://(localhost|127\.0\.0\.1)(:[0-9]+)?"
-ALLOWED_HEADERS = ("Authorization", "Content-Type", "Apollo-Require-Preflight")
+ALLOWED_HEADERS = ("Authorization", "Content-Type", "Apollo-Require-Preflight", "X-Request-ID")
 # Long enough to spare a busy page most preflights; browsers cap it (Chromium: 2 hours).
 MAX_AGE_SECONDS = 600
 
@@ -38,7 +38,8 @@ class OriginPolicy:
 
     def middleware(self) -> Middleware:
         """CORS for every HTTP route: credentials allowed, so the origin is echoed back,
-        never `*`; the `WWW-Authenticate` and `Retry-After` of a refusal stay readable."""
+        never `*`; the `WWW-Authenticate` and `Retry-After` of a refusal stay readable, and a
+        page may send its own `X-Request-ID` and read the one answered."""
         return Middleware(
             CORSMiddleware,
             allow_origins=self.origins,
@@ -46,6 +47,11 @@ class OriginPolicy:
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=list(ALLOWED_HEADERS),
             allow_credentials=True,
-            expose_headers=["Retry-After", "WWW-Authenticate", "Content-Disposition"],
+            expose_headers=[
+                "Retry-After",
+                "WWW-Authenticate",
+                "Content-Disposition",
+                "X-Request-ID",
+            ],
             max_age=MAX_AGE_SECONDS,
         )
