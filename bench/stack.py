@@ -141,8 +141,9 @@ class Stack:
 
     async def _wait_workers(self, numbers: list[int]) -> None:
         """Until one new worker has polled (arq writes its health-check key on its first
-        poll) and every one has started (arq logs it, then runs the startup hook and polls
-        at once); past LOG_GRACE after the first poll the log is not waited for."""
+        poll) and every one has started (its startup hook logs "worker ... started on HOST",
+        then it polls at once); past LOG_GRACE after the first poll the log is not waited
+        for."""
         redis = redis_client(self.catalog.redis_url)
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -151,7 +152,8 @@ class Stack:
             while True:
                 for n in list(waiting):
                     self._check(self.workers[n - 1], f"worker{n}")
-                    if b"Starting worker" in self._log_path(f"worker{n}").read_bytes():
+                    # The worker's own start-up line (its heartbeat begins).
+                    if b" started on " in self._log_path(f"worker{n}").read_bytes():
                         waiting.discard(n)
                 if polled_at is None and await redis.exists(HEALTH_KEY):
                     polled_at = time.monotonic()
