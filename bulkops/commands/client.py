@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
@@ -41,6 +42,8 @@ class CommandError(BulkopsError):
 
 
 TOKEN_REFUSED = "the token was refused"
+# Sends of one rate-limited request before the command gives up.
+RATE_LIMITED_TRIES = 3
 
 
 def unreachable(url: str, reason: object) -> CommandError:
@@ -72,15 +75,22 @@ def api_target(settings: Settings, url: str | None, token: str | None) -> tuple[
 class ApiClient:
     """Sends GraphQL documents to one API with one token."""
 
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.url = url
         self._token = token
         self._timeout = timeout
+        self._sleep = sleep
 
-    def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The `data` of the answer; raises `CommandError` for anything else."""
+    def _post(self, query: str, variables: dict[str, Any] | None) -> httpx.Response:
         try:
-            response = httpx.post(
+            return httpx.post(
                 f"{self.url}/graphql",
                 json={"query": query, "variables": variables or {}},
                 headers={"Authorization": f"Bearer {self._token}"},
@@ -88,12 +98,22 @@ class ApiClient:
             )
         except httpx.HTTPError as exc:
             raise unreachable(self.url, type(exc).__name__ if not str(exc) else exc) from None
+
+    def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The `data` of the answer; raises `CommandError` for anything else. A rate-limited
+        request did nothing, so it is sent again after the wait the API names (a few times,
+        each wait at most a minute)."""
+        for attempt in range(RATE_LIMITED_TRIES):
+            response = self._post(query, variables)
+            if response.status_code != 429:
+                break
+            wait = _retry_after(response)
+            if attempt + 1 < RATE_LIMITED_TRIES:
+                self._sleep(wait)
+        else:
+            raise CommandError(f"too many requests; try again in {wait:g} s")
         if response.status_code == 401:
             raise CommandError(TOKEN_REFUSED, ExitCode.TOKEN_REFUSED)
-        if response.status_code == 429:
-            wait = response.headers.get("Retry-After")
-            again = f"; try again in {wait} s" if wait else ""
-            raise CommandError(f"too many requests{again}")
         try:
             body = response.json()
         except ValueError:
@@ -145,3 +165,13 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="bearer token (default: BULKOPS_TOKEN, else the running `bulkops dev`'s demo token)",
     )
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The wait a 429 names (Retry-After in seconds), within 1 s to a minute."""
+    given = response.headers.get("Retry-After", "")
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 1.0), 60.0)
