@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
-from arq.jobs import deserialize_job_raw, serialize_job
+from arq.jobs import DeserializationError, deserialize_job_raw, serialize_job
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
@@ -172,10 +172,14 @@ def priority_of(enqueued_ms: int, score: int) -> Priority | None:
     return None
 
 
-async def queued_slices(redis: ArqRedis, *, chunk: int = 1000) -> list[QueuedSlice]:
-    """Every job slice in the queue, waiting or running. One read of the queue, then the
-    slices' payloads (their enqueue time) in pipelines of `chunk`."""
-    entries = await redis.zrange(QUEUE_NAME, 0, -1, withscores=True)
+async def queued_slices(
+    redis: ArqRedis, *, startable_by_ms: int | None = None, chunk: int = 1000
+) -> list[QueuedSlice]:
+    """Every job slice in the queue, waiting or running (only those a worker may start by
+    `startable_by_ms`, when given). One read of the queue, then the slices' payloads (their
+    enqueue time) in pipelines of `chunk`."""
+    top = "+inf" if startable_by_ms is None else startable_by_ms
+    entries = await redis.zrangebyscore(QUEUE_NAME, "-inf", top, withscores=True)
     prefix = SLICE_PREFIX.encode()
     named = [(name.decode(), int(score)) for name, score in entries if name.startswith(prefix)]
     found: list[QueuedSlice] = []
@@ -190,7 +194,10 @@ async def queued_slices(redis: ArqRedis, *, chunk: int = 1000) -> list[QueuedSli
             if payload is None:
                 # Expired: arq drops it when it comes up, and the reconciler queues the job again.
                 continue
-            enqueued_ms = deserialize_job_raw(payload, deserializer=redis.job_deserializer)[4]
+            try:
+                enqueued_ms = deserialize_job_raw(payload, deserializer=redis.job_deserializer)[4]
+            except DeserializationError:
+                continue
             found.append(
                 QueuedSlice(priority_of(enqueued_ms, score), enqueued_ms, score, bool(running))
             )

@@ -123,5 +123,16 @@ async def read_queue_status(redis: ArqRedis, *, now: float | None = None) -> Que
     )
 
 
+async def waiting_slices(redis: ArqRedis) -> dict[Priority, int]:
+    """Slices that may start now and no worker has started, by priority. Slices scheduled
+    later (a tenant over its quota, a retry) wait for their time, not for a worker, and are
+    not counted; once their time has come they take their turn as LOW ones do."""
+    counts = dict.fromkeys(Priority, 0)
+    for queued in await queued_slices(redis, startable_by_ms=int(time.time() * 1000)):
+        if not queued.running:
+            counts[queued.priority or Priority.LOW] += 1
+    return counts
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bulkops.metrics import QUEUE_DEPTH
-from bulkops.services.queue_depth import waiting_slices
+from bulkops.services.queue_status import waiting_slices
 from bulkops.web.state import AppState
 
 log = logging.getLogger(__name__)
