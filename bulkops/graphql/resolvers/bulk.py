@@ -12,7 +12,7 @@ from bulkops.errors import InputError
 from bulkops.graphql.inputs import BulkOptions, ImageSelection, ProductPatch, ProductSelection
 from bulkops.graphql.resolvers.catalog import to_filter
 from bulkops.graphql.types.catalog import Product
-from bulkops.graphql.types.common import Info, services_of
+from bulkops.graphql.types.common import Info
 from bulkops.graphql.types.export_files import ResultFile, result_file
 from bulkops.graphql.types.jobs import ItemError, Job
 from bulkops.graphql.types.matching import MatchRow, to_match_row
@@ -31,8 +31,6 @@ from bulkops.services import matching
 from bulkops.services.inline import InlineResult
 from bulkops.services.options import BulkOptions as RunOptions
 from bulkops.services.submit import QueuedResult, submit
-
-services = services_of
 
 
 def to_options(options: BulkOptions | None) -> RunOptions:
@@ -58,7 +56,7 @@ async def _rows(info: Info, result: InlineResult) -> list[MatchRow]:
     input_id = result.params.get("input_id")
     if result.dry_run or result.aborted or input_id is None:
         return []
-    found = await matching.read_results(services(info), info.context.tenant, input_id)
+    found = await matching.read_results(info.context.services, info.context.tenant, input_id)
     return [to_match_row(r, found.products) for r in found.rows]
 
 
@@ -121,7 +119,7 @@ async def run_bulk(
             max_ids=settings.max_ids_per_selection,
         )
         result = await submit(
-            services(info),
+            info.context.services,
             info.context.tenant,
             operation=operation,
             selection=sel,
@@ -183,7 +181,7 @@ async def import_products(info: Info, upload: Any, options: BulkOptions | None) 
         bulk_options = to_options(options)
         source = await imports_service.upload_input(upload.file, upload.filename)
         result = await submit(
-            services(info),
+            info.context.services,
             info.context.tenant,
             operation="importProducts",
             selection=source,
@@ -207,7 +205,7 @@ async def delete_images(
         bulk_options = to_options(options)
         sel = await image_selection(info, selection, max_ids=settings.max_ids_per_selection)
         result = await submit(
-            services(info),
+            info.context.services,
             info.context.tenant,
             operation="deleteImages",
             selection=sel,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bulkops.errors import InputError
 from bulkops.graphql.enums import ExportFormat
 from bulkops.graphql.inputs import BulkOptions, ProductFilter
-from bulkops.graphql.resolvers.bulk import payload, rejected, services, to_options
+from bulkops.graphql.resolvers.bulk import payload, rejected, to_options
 from bulkops.graphql.resolvers.catalog import to_filter
 from bulkops.graphql.types.common import Info
 from bulkops.graphql.types.results import BulkResult
@@ -27,7 +27,7 @@ async def export_products(
         flt = to_filter(filter, ["filter"]) or FilterModel()
         selection = build_selection(None, flt, max_ids=settings.max_ids_per_selection, field=())
         result = await submit(
-            services(info),
+            info.context.services,
             info.context.tenant,
             operation="exportProducts",
             selection=selection,

@@ -10,7 +10,7 @@ from strawberry.file_uploads import Upload
 
 from bulkops.errors import InputError
 from bulkops.graphql.inputs import BulkOptions, MatchRowInput
-from bulkops.graphql.resolvers.bulk import payload, rejected, services, to_options
+from bulkops.graphql.resolvers.bulk import payload, rejected, to_options
 from bulkops.graphql.types.common import Info
 from bulkops.graphql.types.results import BulkResult
 from bulkops.selection import parse_id
@@ -84,7 +84,7 @@ async def _match_products(
                 field=["upload"],
             )
         result = await submit(
-            services(info),
+            info.context.services,
             info.context.tenant,
             operation="matchProducts",
             selection=matching.StagedMatchInput(source),

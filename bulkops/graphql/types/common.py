@@ -9,7 +9,6 @@ from typing import Any, Generic, TypeVar
 import strawberry
 
 from bulkops.graphql.context import Context
-from bulkops.services.container import Services
 
 Info = strawberry.Info[Context, None]
 
@@ -70,9 +69,3 @@ def connection(
         page_info=PageInfo.of(edges, has_next=has_next, has_previous=has_previous),
         total_count=total,
     )
-
-
-def services_of(info: Info) -> Services:
-    """The process's services, as the resolvers call them."""
-    state = info.context.state
-    return state["services"]

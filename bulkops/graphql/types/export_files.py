@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import strawberry
 
 from bulkops.graphql.enums import ExportFormat
-from bulkops.graphql.types.common import Info, services_of
+from bulkops.graphql.types.common import Info
 from bulkops.models import ExportFileRow
 from bulkops.services import export_files
 from bulkops.services.signing import signing_key
@@ -47,5 +47,5 @@ def file_of(info: Info, file: ExportFileRow) -> ResultFile | None:
 
 async def result_file(info: Info, file_id: str) -> ResultFile | None:
     """An export job's file; None once it has expired or been removed."""
-    file = await export_files.file_row(services_of(info), info.context.tenant, file_id)
+    file = await export_files.file_row(info.context.services, info.context.tenant, file_id)
     return file_of(info, file) if file is not None else None

@@ -7,7 +7,7 @@ from strawberry.exceptions import StrawberryGraphQLError
 
 from bulkops.graphql.paging import int_cursor, page_size
 from bulkops.graphql.types.catalog import Product
-from bulkops.graphql.types.common import Connection, Info, connection, encode_cursor, services_of
+from bulkops.graphql.types.common import Connection, Info, connection, encode_cursor
 from bulkops.models import ProductRow, ResultRow
 from bulkops.operations.match_products import MATCHED_BY
 from bulkops.services import matching
@@ -73,7 +73,7 @@ async def job_match_results(
             f"Unknown rule {matched_by!r}; expected one of {', '.join(MATCHED_BY)}.",
             extensions={"code": "BAD_USER_INPUT", "field": ["matchedBy"]},
         )
-    svc = services_of(info)
+    svc = info.context.services
     tenant = info.context.tenant
     input_id = await matching.match_input_of_job(svc, tenant, job_id)
     if input_id is None:
