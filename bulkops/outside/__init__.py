@@ -1,0 +1,20 @@
+"""Calls to services outside bulkops (an AI provider, image hosts, webhook receivers): one
+HTTP client per process, a rate limiter shared by every process through Redis, retries the
+way well-kept SDKs do them, a circuit that stops spending items while a provider is down,
+and a guard against private-network targets.
+
+Operations reach it through `OutsideCalls` (built once per process, like the pools); it
+sits beside the db package, so operations and services may use it and it uses neither."""
+
+from bulkops.outside.client import Downloaded, Limits, OutsideCalls
+from bulkops.outside.errors import CallFailed, ProviderUnavailable
+from bulkops.outside.usage import Usage
+
+__all__ = [
+    "CallFailed",
+    "Downloaded",
+    "Limits",
+    "OutsideCalls",
+    "ProviderUnavailable",
+    "Usage",
+]
