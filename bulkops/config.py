@@ -110,6 +110,33 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
     worker_heartbeat_ttl_seconds: float = Field(default=30.0, gt=0)
 
+    # Outside calls. The AI provider: any OpenAI-compatible Chat Completions endpoint
+    # (https://api.openai.com/v1, http://localhost:11434/v1 for Ollama, ...); without a
+    # base URL, enrichProducts is refused with PROVIDER_NOT_CONFIGURED.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+    # Shared by every worker (counted in Redis); None: no limit of that kind.
+    llm_requests_per_second: float | None = Field(default=5.0, gt=0)
+    llm_tokens_per_minute: int | None = Field(default=None, gt=0)
+    # Calls in flight at once per worker process.
+    llm_concurrency: int = Field(default=8, ge=1, le=256)
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=5, ge=0, le=20)
+    # Image downloads (fetchProductImages): per host, shared by every worker.
+    fetch_requests_per_second_per_host: float = Field(default=10.0, gt=0)
+    fetch_concurrency_per_host: int = Field(default=4, ge=1, le=256)
+    fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    fetch_timeout_seconds: float = Field(default=30.0, gt=0)
+    fetch_max_retries: int = Field(default=3, ge=0, le=20)
+    # Outbound calls to private, loopback and link-local addresses (image URLs, webhook
+    # URLs) are refused unless this is set (a provider on localhost is configured by the
+    # operator, not by a request, and is always allowed).
+    allow_private_networks: bool = False
+    # While a provider is down, a job holds its batch this long before it hands the
+    # batch back to the queue (retried at the provider's next try).
+    outside_outage_hold_seconds: float = Field(default=60.0, ge=0)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level_name(cls, value: object) -> object:
