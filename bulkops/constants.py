@@ -48,3 +48,9 @@ def purge_job_id(tenant_id: str, bucket: str) -> str:
 def worker_heartbeat(worker_id: str) -> str:
     """Key of a worker's latest heartbeat; it expires unless the worker renews it."""
     return f"{PREFIX}:worker:{worker_id}"
+
+
+def provider_key(provider: str, part: str) -> str:
+    """Key of one outside provider's shared state (`provider`: "llm", "fetch:HOST"):
+    its limiter's `requests`, `tokens` and `pause`, its `circuit` and circuit `probe`."""
+    return f"{PREFIX}:provider:{provider}:{part}"
