@@ -1,0 +1,103 @@
+"""An outside service for the tests: a real HTTP server on a loopback port that answers
+what the test tells it to and remembers every request it got."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+async def ok_json(request: Request) -> Response:
+    return JSONResponse({"ok": True, "path": request.url.path})
+
+
+class ProviderServer:
+    """Every request goes to `handler` (answering `{"ok": true}` until a test sets it);
+    `seen` lists the requests; `in_flight` / `most_in_flight` count those being
+    answered at once."""
+
+    def __init__(self) -> None:
+        self.handler: Handler = ok_json
+        self.seen: list[Seen] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+
+    def url(self, path: str = "/", *, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def answer(self, *responses: Response | Handler) -> None:
+        """Answer with these in turn, the last one from then on."""
+        queue = list(responses)
+
+        async def scripted(request: Request) -> Response:
+            item = queue.pop(0) if len(queue) > 1 else queue[0]
+            return item if isinstance(item, Response) else await item(request)
+
+        self.handler = scripted
+
+    async def _any(self, request: Request) -> Response:
+        self.seen.append(
+            Seen(request.method, request.url.path, dict(request.headers), await request.body())
+        )
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self.handler(request)
+        finally:
+            self.in_flight -= 1
+
+    async def start(self) -> None:
+        methods = ["GET", "POST", "PUT", "DELETE"]
+        app = Starlette(routes=[Route("/{path:path}", self._any, methods=methods)])
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        self._server.force_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self._task, timeout=5)
+        self._server = None
+
+
+@contextlib.asynccontextmanager
+async def provider_server() -> AsyncIterator[ProviderServer]:
+    server = ProviderServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
