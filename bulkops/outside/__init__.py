@@ -4,9 +4,14 @@ way well-kept SDKs do them, a circuit that stops spending items while a provider
 and a guard against private-network targets.
 
 Operations reach it through `OutsideCalls` (built once per process, like the pools); it
-sits beside the db package, so operations and services may use it and it uses neither."""
+sits beside the db package, so operations and services may use it and it uses neither.
 
-from bulkops.outside.client import Downloaded, Limits, OutsideCalls
+The parts: `client` (what a call sends and reads), `attempts` (one call's attempts and
+`Limits`), `limiter`, `retries`, `circuit`, `network` (the guard), `responses` (reading
+answers and errors), `usage`."""
+
+from bulkops.outside.attempts import Limits
+from bulkops.outside.client import Downloaded, OutsideCalls
 from bulkops.outside.errors import CallFailed, ProviderUnavailable
 from bulkops.outside.usage import Usage
 

@@ -7,7 +7,13 @@ among the process's `Limits.concurrency` calls in flight, a turn from the shared
 (the seconds waited are counted), then the request within `Limits.timeout_seconds` for
 everything from connecting to the last byte read. After a failed attempt the circuit
 hears of it, and the call is tried again after the wait `retries` decides, within the
-call's retry budget."""
+call's retry budget.
+
+Each attempt is counted in `bulkops_provider_calls_total` under its provider's family
+(`fetch` for every `fetch:HOST`) with one of the outcomes ok, failed (the answer failed
+the item), client_error, rate_limited, server_error, timeout, connection, or unavailable
+(refused by the open circuit, never sent). Redis errors are not caught: without Redis
+there is no shared limit to keep, and no queue for a worker either."""
 
 from __future__ import annotations
 
@@ -116,10 +122,8 @@ class Attempts:
                     return done
                 progress.spent += done.seconds
                 delay = await self._judge(call, done, progress)
-                if done.failure.rate_limited:
-                    # Every process waits it out at the limiter, this call's next turn too.
-                    await self.limiter.pause(call.provider, delay)
-                else:
+                if not done.failure.rate_limited:
+                    # After a 429 the wait is at the limiter, for every process.
                     await asyncio.sleep(delay)
                 progress.spent += delay
                 progress.retry += 1
@@ -186,6 +190,9 @@ class Attempts:
             backoff_seconds=limits.backoff_seconds,
             max_backoff_seconds=limits.max_backoff_seconds,
         )
+        if failure.rate_limited:
+            # Every process waits it out, whether this call tries again or not.
+            await self.limiter.pause(call.provider, delay)
         fields = {"tenant_id": call.tenant_id, "provider": call.provider}
         if (
             not failure.retryable

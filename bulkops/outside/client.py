@@ -25,6 +25,7 @@ from bulkops.outside.responses import (
 )
 from bulkops.outside.usage import Usage
 
+# Limits lived here first; importing it from here still works.
 __all__ = ["Downloaded", "Limits", "OutsideCalls"]
 
 USER_AGENT = "bulkops/0.1"
@@ -118,7 +119,14 @@ class OutsideCalls:
                 await response.aclose()
 
         return await self._attempts.run(
-            Call(provider, limits, attempt, tenant_id, usage, tokens=tokens)
+            Call(
+                provider=provider,
+                limits=limits,
+                send=attempt,
+                tenant_id=tenant_id,
+                usage=usage,
+                tokens=tokens,
+            )
         )
 
     async def settle_tokens(
@@ -178,11 +186,11 @@ class OutsideCalls:
 
         return await self._attempts.run(
             Call(
-                provider,
-                limits,
-                attempt,
-                tenant_id,
-                usage,
+                provider=provider,
+                limits=limits,
+                send=attempt,
+                tenant_id=tenant_id,
+                usage=usage,
                 failed_code="DOWNLOAD_FAILED",
                 not_found=True,
             )

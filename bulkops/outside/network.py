@@ -122,8 +122,11 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        async with asyncio.timeout(timeout):
-            addresses = await checked_addresses(host, port, allow_private=self._allow_private)
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await checked_addresses(host, port, allow_private=self._allow_private)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"{host} was not resolved in time") from exc
         last: Exception | None = None
         for address in addresses:
             try:

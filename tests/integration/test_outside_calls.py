@@ -173,6 +173,18 @@ async def test_a_429_is_counted_waited_out_and_slows_the_other_processes(
     assert second.rate_limited == 0
 
 
+async def test_a_429_past_the_retries_fails_as_rate_limited_and_still_slows_the_others(
+    outside: OutsideCalls, other_process: OutsideCalls, provider: ProviderServer
+) -> None:
+    provider.answer(status(429, {"retry-after": "1"}), status(200, ok=True))
+    with pytest.raises(CallFailed) as failed:
+        await send(outside, provider, Usage(), limits=replace(FAST, max_retries=0))
+    assert (failed.value.code, failed.value.status) == ("RATE_LIMITED", 429)
+    after = Usage()
+    assert await send(other_process, provider, after) == {"ok": True}
+    assert after.waited_seconds > 0
+
+
 async def test_requests_per_second_are_shared_by_every_process(
     outside: OutsideCalls, other_process: OutsideCalls, provider: ProviderServer
 ) -> None:
@@ -403,6 +415,20 @@ async def test_private_addresses_are_refused_unless_allowed(
             with pytest.raises(CallFailed) as refused:
                 await download(calls, provider.url("/a.png", host=host))
             assert refused.value.code == "PRIVATE_NETWORK"
+        # A URL a request named (a webhook's) is guarded when sent to as well.
+        with pytest.raises(CallFailed) as hook:
+            await calls.send_json(
+                "webhook",
+                FAST,
+                "POST",
+                provider.url("/hook"),
+                tenant_id="t1",
+                usage=Usage(),
+                idempotency_key="evt-1",
+                json={},
+                guarded=True,
+            )
+        assert hook.value.code == "PRIVATE_NETWORK"
         # The provider the operator configured is not a request's URL: it may be local.
         assert (await send(calls, provider, Usage()))["ok"] is True
     finally:
