@@ -404,6 +404,10 @@ async def test_redirect_loops_and_other_schemes_are_refused(
     with pytest.raises(CallFailed) as scheme:
         await download(outside, provider.url("/ftp"))
     assert scheme.value.code == "BAD_URL"
+    for url in ("not a url", "ftp://example.com/a.png", "http://"):
+        with pytest.raises(CallFailed) as bad:
+            await download(outside, url)
+        assert bad.value.code == "BAD_URL"
 
 
 async def test_private_addresses_are_refused_unless_allowed(
