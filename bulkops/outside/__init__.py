@@ -13,6 +13,7 @@ answers and errors), `usage`."""
 from bulkops.outside.attempts import Limits
 from bulkops.outside.client import Downloaded, OutsideCalls
 from bulkops.outside.errors import CallFailed, ProviderUnavailable
+from bulkops.outside.network import check_public_url
 from bulkops.outside.usage import Usage
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "OutsideCalls",
     "ProviderUnavailable",
     "Usage",
+    "check_public_url",
 ]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from redis.asyncio import Redis
+from tenacity import RetryCallState
 
 from bulkops import metrics
 from bulkops.outside import retries
@@ -86,7 +87,7 @@ class Call(Generic[T]):
 @dataclass
 class _Progress:
     """Where a call is: its retries so far, the seconds of its retry budget spent (attempts
-    and backoff, not turns waited at the limiter), the tokens it took."""
+    and the waits between them, not turns waited at the limiter), the tokens it took."""
 
     retry: int = 0
     spent: float = 0.0
@@ -116,17 +117,7 @@ class Attempts:
         way the tokens the call took are given back."""
         progress = _Progress()
         try:
-            while True:
-                done = await self._once(call, progress)
-                if not isinstance(done, _Missed):
-                    return done
-                progress.spent += done.seconds
-                delay = await self._judge(call, done, progress)
-                if not done.failure.rate_limited:
-                    # After a 429 the wait is at the limiter, for every process.
-                    await asyncio.sleep(delay)
-                progress.spent += delay
-                progress.retry += 1
+            return await self._attempts(call, progress)
         except Exception:
             if progress.taken:
                 await self.limiter.settle(
@@ -135,6 +126,26 @@ class Attempts:
                     tokens=-progress.taken,
                 )
             raise
+
+    async def _attempts(self, call: Call[T], progress: _Progress) -> T:
+        limits = call.limits
+        policy = retries.policy(
+            max_retries=limits.max_retries, max_retry_seconds=limits.max_retry_seconds
+        )
+        try:
+            async for attempt in policy:
+                with attempt:
+                    progress.retry = attempt.retry_state.attempt_number - 1
+                    done = await self._once(call, progress)
+                    if isinstance(done, _Missed):
+                        raise await self._judge(call, done, progress, attempt.retry_state)
+                    return done
+        except retries.TryAgain as last:
+            # Out of attempts, or of the time budget.
+            raise give_up(
+                call.provider, last.failure, failed_code=call.failed_code, not_found=call.not_found
+            ) from None
+        raise AssertionError("the retry policy ends with an answer or an exception")
 
     async def _once(self, call: Call[T], progress: _Progress) -> T | _Missed:
         probe = await self._enter(call.provider, call.limits)
@@ -169,10 +180,14 @@ class Attempts:
         await self._record(call, Outcome.ALIVE, probe=probe, label="ok")
         return result
 
-    async def _judge(self, call: Call[T], missed: _Missed, progress: _Progress) -> float:
-        """The seconds to wait before trying a failed attempt again; raises when the call
-        is not to be tried again."""
-        failure, limits, retry = missed.failure, call.limits, progress.retry
+    async def _judge(
+        self, call: Call[T], missed: _Missed, progress: _Progress, state: RetryCallState
+    ) -> retries.TryAgain:
+        """What follows a failed attempt: the TryAgain carrying the wait before the next
+        one; raises when the call is not to be tried again (CallFailed) or the provider is
+        down (ProviderUnavailable)."""
+        failure, limits = missed.failure, call.limits
+        progress.spent += missed.seconds
         if failure.rate_limited:
             call.usage.rate_limited += 1
         left = await self._record(
@@ -185,32 +200,34 @@ class Attempts:
         if failure.down and left > 0:
             raise unavailable(call.provider, failure.message, left)
         delay = retries.delay_before(
-            retry,
             failure,
+            state,
             backoff_seconds=limits.backoff_seconds,
             max_backoff_seconds=limits.max_backoff_seconds,
         )
         if failure.rate_limited:
-            # Every process waits it out, whether this call tries again or not.
+            # Every process waits it out, whether this call tries again or not; this
+            # call waits at the limiter, as the others do.
             await self.limiter.pause(call.provider, delay)
-        fields = {"tenant_id": call.tenant_id, "provider": call.provider}
-        if (
-            not failure.retryable
-            or retry >= limits.max_retries
-            or progress.spent + delay > limits.max_retry_seconds
-        ):
-            log.debug("call to %s failed: %s", call.provider, failure.message, extra=fields)
+        log.debug(
+            "attempt %d of a call to %s failed: %s",
+            progress.retry + 1,
+            call.provider,
+            failure.message,
+            extra={"tenant_id": call.tenant_id, "provider": call.provider},
+        )
+        if not failure.retryable:
             raise give_up(
                 call.provider, failure, failed_code=call.failed_code, not_found=call.not_found
             )
-        log.debug(
-            "call to %s is tried again in %.2f s: %s",
-            call.provider,
-            delay,
-            failure.message,
-            extra=fields,
+        try_again = retries.TryAgain(
+            failure,
+            delay=delay,
+            sleep=0.0 if failure.rate_limited else delay,
+            spent=progress.spent,
         )
-        return delay
+        progress.spent += delay
+        return try_again
 
     async def _enter(self, provider: str, limits: Limits) -> bool:
         """Through the provider's circuit (ProviderUnavailable while it is open); whether
@@ -226,19 +243,27 @@ class Attempts:
     async def _wait_turn(self, call: Call[T], tokens: int) -> None:
         """Wait for a turn at the shared limiter (and out any 429 pause set meanwhile)."""
         provider, limits, usage = call.provider, call.limits, call.usage
-        wait = await self.limiter.reserve(
-            provider,
-            requests_per_second=limits.requests_per_second,
-            tokens_per_minute=limits.tokens_per_minute,
-            tokens=tokens,
-        )
         waited = 0.0
         usage.waiting_now += 1
         try:
+            while True:
+                booked, wait = await self.limiter.reserve(
+                    provider,
+                    tenant_id=call.tenant_id,
+                    requests_per_second=limits.requests_per_second,
+                    tokens_per_minute=limits.tokens_per_minute,
+                    tokens=tokens,
+                )
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    waited += wait
+                if booked:
+                    break
             while wait > 0:
-                await asyncio.sleep(wait)
-                waited += wait
                 wait = await self.limiter.pause_left(provider)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    waited += wait
         finally:
             usage.waiting_now -= 1
             if waited:

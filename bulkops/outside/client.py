@@ -158,7 +158,7 @@ class OutsideCalls:
             target = httpx.URL(url)
             for _ in range(MAX_REDIRECTS + 1):
                 if target.scheme not in ("http", "https"):
-                    raise CallFailed(f"not an http(s) URL: {target}", code="BAD_URL")
+                    raise CallFailed(f"not an http(s) URL: {target}", code="INVALID_URL")
                 request = client.build_request(
                     "GET",
                     target,

@@ -91,6 +91,24 @@ _NO_SUCH_NAME = {
 }
 
 
+async def check_public_url(url: str, *, allow_private: bool) -> None:
+    """Refuse, before anything is sent, a URL a request gives that calls could not follow
+    (CallFailed INVALID_URL: not http or https, no host) or that leads into a private
+    network (PRIVATE_NETWORK, HOST_NOT_FOUND; see `checked_addresses`). A webhook URL is
+    checked so when it is saved; the connection is checked again when it is made."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise CallFailed(f"not a URL: {exc}", code="INVALID_URL") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise CallFailed(f"not an http(s) URL: {url}", code="INVALID_URL")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        await checked_addresses(parsed.host, port, allow_private=allow_private)
+    except httpcore.ConnectError as exc:
+        raise CallFailed(str(exc), code="UNREACHABLE") from exc
+
+
 def _literal(host: str) -> Address | None:
     try:
         return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
@@ -148,7 +166,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        raise CallFailed("outside calls do not go to unix sockets", code="BAD_URL")
+        raise CallFailed("outside calls do not go to unix sockets", code="INVALID_URL")
 
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)

@@ -113,7 +113,7 @@ def failure_of(exc: BaseException, *, timeout_seconds: float) -> retries.Failure
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return retries.timeout_failure(f"no answer within {timeout_seconds:g} s")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        raise CallFailed(f"not a URL that can be called: {exc}", code="BAD_URL") from exc
+        raise CallFailed(f"not a URL that can be called: {exc}", code="INVALID_URL") from exc
     if isinstance(exc, httpx.DecodingError):
         raise CallFailed(f"the answer could not be decoded: {exc}", code="BAD_ANSWER") from exc
     if isinstance(exc, httpx.TransportError):

@@ -4,15 +4,24 @@ tried again; the provider's `x-should-retry` header overrides that either way; t
 is the provider's `retry-after-ms` or `Retry-After` (seconds or an HTTP date) when it
 names one, up to `MAX_RETRY_AFTER_SECONDS`, else exponential backoff with full jitter
 (AWS's "Exponential Backoff and Jitter": a random wait between zero and the cap, so that
-clients that failed together do not come back together)."""
+clients that failed together do not come back together).
+
+The attempts themselves are tenacity's (`policy`): stop after the attempt budget or once
+the next wait would overrun the time budget, wait what the failed attempt was told. It is
+tenacity rather than stamina (which wraps it) because each provider has its own policy
+per call, and stamina's process-wide instrumentation would log every retry of a throttled
+provider as a warning; tenacity's `wait_random_exponential` is full jitter as is."""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import tenacity
+from tenacity.stop import stop_base
 
 # A provider asking for a longer wait gets this; the call's own budget
 # (`Limits.max_retry_seconds`) decides whether waiting is still worth it.
@@ -90,14 +99,61 @@ def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> floa
 
 
 def delay_before(
-    retry: int, failure: Failure, *, backoff_seconds: float, max_backoff_seconds: float
+    failure: Failure,
+    state: tenacity.RetryCallState,
+    *,
+    backoff_seconds: float,
+    max_backoff_seconds: float,
 ) -> float:
-    """Seconds to wait before retry number `retry` (0 for the first retry)."""
+    """Seconds to wait after the failed attempt `state` is at."""
     if failure.retry_after is not None:
         return min(failure.retry_after, MAX_RETRY_AFTER_SECONDS)
-    return backoff(retry, base=backoff_seconds, cap=max_backoff_seconds)
+    backoff = tenacity.wait_random_exponential(multiplier=backoff_seconds, max=max_backoff_seconds)
+    return float(backoff(state))
 
 
-def backoff(retry: int, *, base: float, cap: float) -> float:
-    """Full jitter: uniform between zero and min(cap, base * 2**retry)."""
-    return random.uniform(0.0, min(cap, base * 2.0 ** min(retry, 32)))
+class TryAgain(Exception):
+    """An attempt failed in a way worth trying again: `policy` retries on it. It carries
+    the wait decided for it (`delay`), what tenacity is to sleep of it (none when the
+    wait is kept at the shared limiter) and the retry budget spent so far (`spent`)."""
+
+    def __init__(self, failure: Failure, *, delay: float, sleep: float, spent: float) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+        self.delay = delay
+        self.sleep = sleep
+        self.spent = spent
+
+
+def policy(*, max_retries: int, max_retry_seconds: float) -> tenacity.AsyncRetrying:
+    """The attempts of one call: another after each TryAgain, at most `max_retries` of
+    them, and none whose wait would take the call past `max_retry_seconds`. Any other
+    exception ends the call as it is; so does the last TryAgain (reraised)."""
+
+    return tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type(TryAgain),
+        stop=tenacity.stop_any(
+            tenacity.stop_after_attempt(max_retries + 1), _OverBudget(max_retry_seconds)
+        ),
+        wait=lambda state: _try_again(state).sleep,
+        sleep=asyncio.sleep,
+        reraise=True,
+    )
+
+
+class _OverBudget(stop_base):
+    """Stop when the wait before the next attempt would overrun the call's time budget."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        last = _try_again(retry_state)
+        return last.spent + last.delay > self.seconds
+
+
+def _try_again(state: tenacity.RetryCallState) -> TryAgain:
+    assert state.outcome is not None
+    exc = state.outcome.exception()
+    assert isinstance(exc, TryAgain)
+    return exc

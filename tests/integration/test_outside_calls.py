@@ -23,7 +23,7 @@ from bulkops.outside import (
     ProviderUnavailable,
     Usage,
 )
-from tests.provider import ProviderServer, provider_server
+from tests.outside_server import ProviderServer, provider_server
 
 # Retries that do not make the tests wait.
 FAST = Limits(
@@ -403,11 +403,11 @@ async def test_redirect_loops_and_other_schemes_are_refused(
     assert loop.value.code == "TOO_MANY_REDIRECTS"
     with pytest.raises(CallFailed) as scheme:
         await download(outside, provider.url("/ftp"))
-    assert scheme.value.code == "BAD_URL"
+    assert scheme.value.code == "INVALID_URL"
     for url in ("not a url", "ftp://example.com/a.png", "http://"):
         with pytest.raises(CallFailed) as bad:
             await download(outside, url)
-        assert bad.value.code == "BAD_URL"
+        assert bad.value.code == "INVALID_URL"
 
 
 async def test_private_addresses_are_refused_unless_allowed(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
+import tenacity
 
 from bulkops.outside import retries
 from bulkops.outside.network import is_public
@@ -78,18 +79,24 @@ def test_the_wait_a_provider_asks_for() -> None:
     assert retries.retry_after({"retry-after": date}, now=now.timestamp()) == 30.0
 
 
+def after_attempt(number: int) -> tenacity.RetryCallState:
+    state = tenacity.RetryCallState(tenacity.AsyncRetrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = number
+    return state
+
+
 def test_a_named_wait_wins_up_to_a_cap_and_backoff_has_full_jitter() -> None:
-    asked = retries.status_failure(429, {"retry-after": "2"}, "")
-    assert retries.delay_before(0, asked, backoff_seconds=0.5, max_backoff_seconds=8) == 2.0
+    def delay(failure: retries.Failure, attempt: int) -> float:
+        return retries.delay_before(
+            failure, after_attempt(attempt), backoff_seconds=0.5, max_backoff_seconds=8
+        )
+
+    assert delay(retries.status_failure(429, {"retry-after": "2"}, ""), 1) == 2.0
     greedy = retries.status_failure(429, {"retry-after": "3600"}, "")
-    assert (
-        retries.delay_before(0, greedy, backoff_seconds=0.5, max_backoff_seconds=8)
-        == retries.MAX_RETRY_AFTER_SECONDS
-    )
+    assert delay(greedy, 1) == retries.MAX_RETRY_AFTER_SECONDS
     plain = retries.status_failure(503, {}, "")
-    for retry in range(10):
-        delay = retries.delay_before(retry, plain, backoff_seconds=0.5, max_backoff_seconds=8)
-        assert 0.0 <= delay <= min(8.0, 0.5 * 2**retry)
+    for attempt in range(1, 12):
+        assert 0.0 <= delay(plain, attempt) <= min(8.0, 0.5 * 2 ** (attempt - 1))
 
 
 @pytest.mark.parametrize(
