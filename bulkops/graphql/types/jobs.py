@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -40,6 +40,39 @@ class ItemError:
         )
 
 
+@strawberry.type(
+    description="What a job's calls to an outside service cost so far, counted with each "
+    "batch it wrote (the calls of a batch that was never written, a killed worker's, are "
+    "not counted)."
+)
+class JobUsage:
+    calls: int = strawberry.field(description="Calls made; every attempt counts, retries included.")
+    retries: int = strawberry.field(description="Attempts after a call's first one.")
+    rate_limited: int = strawberry.field(
+        description="Answers the provider gave with 429 Too Many Requests."
+    )
+    tokens_in: int = strawberry.field(
+        description="Prompt tokens, as the provider reported them (0 for calls without tokens)."
+    )
+    tokens_out: int = strawberry.field(
+        description="Completion tokens, as the provider reported them."
+    )
+    waited_seconds: float = strawberry.field(
+        description="Seconds the calls spent waiting for the shared rate limiter."
+    )
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> JobUsage:
+        return cls(
+            calls=int(stored.get("calls", 0)),
+            retries=int(stored.get("retries", 0)),
+            rate_limited=int(stored.get("rate_limited", 0)),
+            tokens_in=int(stored.get("tokens_in", 0)),
+            tokens_out=int(stored.get("tokens_out", 0)),
+            waited_seconds=float(stored.get("waited_seconds", 0.0)),
+        )
+
+
 @strawberry.type
 class Job:
     id: strawberry.ID
@@ -63,6 +96,14 @@ class Job:
     finished_at: datetime | None
     created_by: str | None = strawberry.field(
         description="Who created the job: an API token's name or a signed-in user's subject."
+    )
+    usage: JobUsage | None = strawberry.field(
+        description="What the job's calls to an outside service cost so far; null for "
+        "operations that call nothing (and until a calling job's first batch is written)."
+    )
+    waiting_reason: str | None = strawberry.field(
+        description="Why a running job is not progressing although it holds its work, "
+        'e.g. "provider unavailable, next try 12:03:05"; null while it progresses.'
     )
     parent_id: strawberry.Private[str | None]
     # What the run's parameters name: the file it writes, the staged input it matches.
@@ -92,6 +133,8 @@ class Job:
             started_at=state.started_at,
             finished_at=state.finished_at,
             created_by=state.created_by,
+            usage=JobUsage.from_stored(state.usage) if state.usage is not None else None,
+            waiting_reason=state.waiting_reason,
             parent_id=state.parent_id,
             file_id=state.params.get("file_id"),
             input_id=state.params.get("input_id"),
