@@ -148,6 +148,9 @@ async def _round(
                     break
                 item = queue.pop(0)
                 in_flight[asyncio.create_task(op.call(calls, params, item))] = item
+                # Let the call start (and count what it is about to use) before the next
+                # stop_reason is asked.
+                await asyncio.sleep(0)
             if not in_flight:
                 break
             timeout = max(0.0, next_look - time.monotonic())
