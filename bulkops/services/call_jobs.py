@@ -121,7 +121,12 @@ async def run_job_batch(
             await op.release(conn, selection)
             return BatchDone(before, job, False)
         ctx = BatchContext(conn=conn, storage=services.storage, tenant_id=tenant_id)
-        read = await op.read_items(ctx, params, ids)
+        try:
+            read = await op.read_items(ctx, params, ids)
+        except JobAborted as exc:
+            job = await fail_job(conn, job, ItemFailure(exc.code, exc.message), step="failed")
+            await op.release(conn, selection)
+            return BatchDone(before, job, False)
         cursor = locked.cursor
 
     watch = JobWatch(services, job, worker_id, draining)

@@ -106,8 +106,12 @@ async def call_items(
             found.unavailable = down
             break
         waited += pause
-        if not await _wait_until(down.next_try_at, watch, reason):
+        waited_out = await _wait_until(down.next_try_at, watch, reason)
+        if waited_out == "stop":
             found.cancelled = True
+            break
+        if waited_out == "hold over":
+            found.unavailable = down
             break
     by_id = {item.id: item for item in items}
     found.done = [(by_id[key], results[key]) for key in sorted(results)]
@@ -190,14 +194,17 @@ def _mostly_waiting(usage: Usage, in_flight: dict[asyncio.Task[Any], Any]) -> bo
     return bool(in_flight) and usage.waiting_now * 2 > len(in_flight)
 
 
-async def _wait_until(when: float, watch: Watch, reason: str) -> bool:
-    """Wait until `when` (epoch seconds) showing `reason`; False when calls must stop."""
+async def _wait_until(when: float, watch: Watch, reason: str) -> str:
+    """Wait until `when` (epoch seconds) showing `reason`: "go" then, or earlier "stop"
+    (calls must stop) or "hold over" (the run must give up waiting)."""
     while True:
         if not await watch.look(step=RUNNING, waiting_reason=reason):
-            return False
+            return "stop"
+        if watch.hold_over():
+            return "hold over"
         left = when - time.time()
         if left <= 0:
-            return True
+            return "go"
         await asyncio.sleep(min(WATCH_SECONDS, left))
 
 
@@ -274,6 +281,9 @@ async def run_inline(
             total.skipped += max(0, matched - total.processed)
             total.add(BatchOutcome(errors=[ItemFailure(code, ended)]))
             break
+    # What the selection held is released as when a job ends (an import's staged rows).
+    async with tenant_transaction(services.pool, tenant_id) as conn:
+        await op.release(conn, selection)
     return InlineResult(op.name, matched, total, False, [], params=stored)
 
 

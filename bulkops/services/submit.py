@@ -240,9 +240,12 @@ async def _run(
         return QueuedResult(job)
     if result is None:
         assert calling is not None
-        result = await calls.run_inline(
-            services, tenant_id, calling, params, selection, matched=matched, options=options
-        )
+        try:
+            result = await calls.run_inline(
+                services, tenant_id, calling, params, selection, matched=matched, options=options
+            )
+        except JobAborted as exc:
+            raise InputError(exc.message, code=exc.code) from None
     _count_inline(result)
     if files:
         await purge_deleted_files(services.pool, services.storage, tenant_id)
