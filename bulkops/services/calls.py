@@ -183,8 +183,10 @@ async def _round(
                     found.cancelled = True
                 next_look = time.monotonic() + WATCH_SECONDS
     finally:
+        # Only when the batch is abandoned (an unexpected error, the slice cancelled).
         for task in in_flight:
             task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
     settled = set(results) | {f.item_id for f in found.failures}
     found.pending = [item for item in found.pending if item.id not in settled]
     return down

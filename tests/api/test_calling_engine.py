@@ -42,6 +42,8 @@ class Tagger:
         self.refuse: set[str] = set()
         self.gate = asyncio.Event()
         self.gate.set()
+        # What RemoteTagLimited's calls wait for, as if for a rate limiter.
+        self.limiter = asyncio.Event()
         self.calls: list[tuple[int, str]] = []
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -168,7 +170,25 @@ class RemoteTagOnBudget(RemoteTag):
         return "The budget of 4 calls is used up." if used.calls >= 4 else None
 
 
-WITH_TAGGER = REGISTRY.with_operations(RemoteTag(), RemoteTagOnBudget())
+class RemoteTagLimited(RemoteTag):
+    """The same, each call first waiting for `TAGGER.limiter` as the outside client's
+    calls wait for the shared rate limiter (counted in `waiting_now` meanwhile)."""
+
+    name = "remoteTagLimited"
+    description = "Tag products through the outside tagger, waiting for a rate limit."
+
+    async def call(self, calls: CallContext, params: NoParams, item: Untagged) -> str:
+        began = time.monotonic()
+        calls.usage.waiting_now += 1
+        try:
+            await TAGGER.limiter.wait()
+        finally:
+            calls.usage.waiting_now -= 1
+            calls.usage.waited_seconds += time.monotonic() - began
+        return await super().call(calls, params, item)
+
+
+WITH_TAGGER = REGISTRY.with_operations(RemoteTag(), RemoteTagOnBudget(), RemoteTagLimited())
 
 
 @pytest.fixture
@@ -182,6 +202,7 @@ async def tagger() -> AsyncIterator[Tagger]:
     TAGGER.refuse = set()
     TAGGER.calls = []
     TAGGER.gate.set()
+    TAGGER.limiter.set()
     await TAGGER.start()
     yield TAGGER
     await TAGGER.stop()
@@ -468,3 +489,33 @@ async def test_a_stop_reason_ends_the_job_with_the_rest_skipped(
     ]
     assert [w for _, w in await tags(owner, tenant)] == [1] * 4 + [0] * 4
     assert len(tagger.calls) == 4
+
+
+async def test_a_job_waiting_for_the_rate_limit_says_so(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    tagger: Tagger,
+) -> None:
+    await make_products(owner, storage, tenant, 4, with_images=False)
+    tagger.limiter.clear()
+    job_id = await queue_job(gql, "remoteTagLimited")
+    worker = asyncio.create_task(run_worker(settings, operations=WITH_TAGGER))
+    try:
+        seen: dict[str, Any] = {}
+
+        async def waiting() -> bool:
+            seen.update((await gql(JOB, {"id": job_id}))["job"])
+            return bool(seen["currentStep"] == "waiting for rate limit")
+
+        await until(waiting, "the job says it waits for the rate limit")
+        assert (seen["status"], seen["processed"]) == ("RUNNING", 0)
+        tagger.limiter.set()
+        await asyncio.wait_for(worker, timeout=60)
+    finally:
+        worker.cancel()
+    job = (await gql(JOB, {"id": job_id}))["job"]
+    assert (job["status"], job["currentStep"], job["succeeded"]) == ("SUCCEEDED", "done", 4)
+    assert job["usage"]["waitedSeconds"] > 0
