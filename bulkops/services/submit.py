@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -23,7 +23,7 @@ from bulkops.domain import ExecutionMode
 from bulkops.errors import InputError, NotFoundError
 from bulkops.models import ItemFailure, JobState
 from bulkops.operations.base import BatchContext, BatchOutcome, JobAborted, Operation
-from bulkops.operations.calling import CallingOperation, is_calling
+from bulkops.operations.calling import CallingOperation
 from bulkops.selection import Selection
 from bulkops.services import calls, idempotency
 from bulkops.services.container import Services
@@ -166,9 +166,9 @@ async def _submit(
     options: BulkOptions,
     created_by: str | None,
 ) -> InlineResult | QueuedResult:
-    if is_calling(op):
+    if isinstance(op, CallingOperation):
         # An operation whose provider is not set up is refused before anything.
-        cast(CallingOperation[Any, Any, Any], op).check_configured(services.settings)
+        op.check_configured(services.settings)
     if isinstance(source, Selection):
         return await _run(services, tenant_id, op, source, params, options, created_by)
     # Parameters bound to the staged input are checked once it is staged (a refusal then
@@ -201,7 +201,7 @@ async def _run(
     runs inline after that transaction, since its calls must not hold one open
     (`bulkops.services.calls`)."""
     params = parse_params(op, op.bind(raw, selection))
-    calling = cast(CallingOperation[Any, Any, Any], op) if is_calling(op) else None
+    calling = op if isinstance(op, CallingOperation) else None
     files = False
     result: InlineResult | None = None
     try:

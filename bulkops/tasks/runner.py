@@ -11,7 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
@@ -25,7 +25,7 @@ from bulkops.domain import ErrorPolicy, JobStatus
 from bulkops.errors import BulkopsError
 from bulkops.models import ItemFailure, JobState
 from bulkops.operations.base import BatchContext, BatchOutcome, JobAborted, Operation
-from bulkops.operations.calling import CallingOperation, is_calling
+from bulkops.operations.calling import CallingOperation
 from bulkops.selection import Selection
 from bulkops.services.call_jobs import run_job_batch
 from bulkops.services.container import Services
@@ -159,10 +159,10 @@ async def _run_batches(
     last_publish = time.monotonic()
     while True:
         started = time.perf_counter()
-        if is_calling(op):
+        if isinstance(op, CallingOperation):
             done = await run_job_batch(
                 deps.services,
-                cast(CallingOperation[Any, Any, Any], op),
+                op,
                 params,
                 selection,
                 job_id=job_id,
