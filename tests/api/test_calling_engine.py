@@ -29,7 +29,7 @@ from bulkops.operations.base import BatchContext, BatchOutcome, NoParams, Thresh
 from bulkops.operations.calling import CallBatch, CallContext, CallingOperation
 from bulkops.outside import CallFailed, Limits, ProviderUnavailable, Usage
 from bulkops.storage import LocalStorage
-from tests.api.queries import CANCEL
+from tests.api.queries import CANCEL, SET_STATUS
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
 
 
@@ -310,6 +310,26 @@ async def test_a_job_writes_every_product_once_and_counts_its_usage(
 ) -> None:
     ids = await make_products(owner, storage, tenant, 8, with_images=False)
     job_id = await queue_job(gql)
+    queued = (await gql(JOB, {"id": job_id}))["job"]
+    assert queued["usage"] == {
+        "calls": 0,
+        "retries": 0,
+        "rateLimited": 0,
+        "tokensIn": 0,
+        "tokensOut": 0,
+        "waitedSeconds": 0.0,
+    }
+    # An operation that calls nothing has no usage.
+    other = await gql(
+        SET_STATUS,
+        {
+            "selection": {"ids": [str(ids[0])]},
+            "status": "ACTIVE",
+            "options": {"mode": "BACKGROUND"},
+        },
+    )
+    other_job = (await gql(JOB, {"id": other["setProductStatus"]["job"]["id"]}))["job"]
+    assert other_job["usage"] is None
     await run_worker(settings, operations=WITH_TAGGER)
 
     job = (await gql(JOB, {"id": job_id}))["job"]

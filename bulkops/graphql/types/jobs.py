@@ -14,6 +14,7 @@ from bulkops.graphql.types.common import Connection, Info, connection, encode_cu
 from bulkops.graphql.types.export_files import ResultFile, result_file
 from bulkops.graphql.types.matching import MatchRow, job_match_results
 from bulkops.models import ItemFailure, JobState
+from bulkops.operations.calling import CallingOperation
 from bulkops.services import job_reads
 
 
@@ -97,15 +98,12 @@ class Job:
     created_by: str | None = strawberry.field(
         description="Who created the job: an API token's name or a signed-in user's subject."
     )
-    usage: JobUsage | None = strawberry.field(
-        description="What the job's calls to an outside service cost so far; null for "
-        "operations that call nothing (and until a calling job's first batch is written)."
-    )
     waiting_reason: str | None = strawberry.field(
         description="Why a running job is not progressing although it holds its work, "
         'e.g. "provider unavailable, next try 12:03:05"; null while it progresses.'
     )
     parent_id: strawberry.Private[str | None]
+    stored_usage: strawberry.Private[dict[str, Any] | None] = None
     # What the run's parameters name: the file it writes, the staged input it matches.
     file_id: strawberry.Private[str | None] = None
     input_id: strawberry.Private[str | None] = None
@@ -133,12 +131,23 @@ class Job:
             started_at=state.started_at,
             finished_at=state.finished_at,
             created_by=state.created_by,
-            usage=JobUsage.from_stored(state.usage) if state.usage is not None else None,
+            stored_usage=state.usage,
             waiting_reason=state.waiting_reason,
             parent_id=state.parent_id,
             file_id=state.params.get("file_id"),
             input_id=state.params.get("input_id"),
         )
+
+    @strawberry.field(
+        description="What the job's calls to an outside service cost so far; null for "
+        "operations that call nothing."
+    )
+    def usage(self, info: Info) -> JobUsage | None:
+        if self.stored_usage is not None:
+            return JobUsage.from_stored(self.stored_usage)
+        # Nothing written yet: a calling job has used nothing so far.
+        op = info.context.services.operations.get(self.operation)
+        return JobUsage.from_stored({}) if isinstance(op, CallingOperation) else None
 
     @strawberry.field
     async def errors(
