@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bulkops.config import Settings
+from bulkops.errors import InputError
 from bulkops.operations import REGISTRY, Registry
 from bulkops.operations.base import BatchContext, BatchOutcome, NoParams, Thresholds
 from bulkops.operations.calling import CallBatch, CallContext, CallingOperation
@@ -188,7 +189,21 @@ class RemoteTagLimited(RemoteTag):
         return await super().call(calls, params, item)
 
 
-WITH_TAGGER = REGISTRY.with_operations(RemoteTag(), RemoteTagOnBudget(), RemoteTagLimited())
+class RemoteTagUnconfigured(RemoteTag):
+    """The same, with its provider never set up."""
+
+    name = "remoteTagUnconfigured"
+    description = "Tag products through a tagger that is not configured."
+
+    def check_configured(self, settings: Settings) -> None:
+        raise InputError(
+            "No tagger is configured: set BULKOPS_TAGGER_URL.", code="PROVIDER_NOT_CONFIGURED"
+        )
+
+
+WITH_TAGGER = REGISTRY.with_operations(
+    RemoteTag(), RemoteTagOnBudget(), RemoteTagLimited(), RemoteTagUnconfigured()
+)
 
 
 @pytest.fixture
@@ -539,3 +554,27 @@ async def test_a_job_waiting_for_the_rate_limit_says_so(
     job = (await gql(JOB, {"id": job_id}))["job"]
     assert (job["status"], job["currentStep"], job["succeeded"]) == ("SUCCEEDED", "done", 4)
     assert job["usage"]["waitedSeconds"] > 0
+
+
+async def test_an_inline_run_stops_at_its_budget_and_an_unconfigured_provider_is_refused(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    tagger: Tagger,
+) -> None:
+    ids = await make_products(owner, storage, tenant, 5, with_images=False)
+    chosen = {"ids": [str(i) for i in ids]}
+    refused = (await gql(mutation("remoteTagUnconfigured"), {"selection": chosen}))[
+        "remoteTagUnconfigured"
+    ]
+    assert refused == {"__typename": "Rejected", "code": "PROVIDER_NOT_CONFIGURED", "field": None}
+    assert tagger.calls == []
+
+    summary = (await gql(mutation("remoteTagOnBudget"), {"selection": chosen}))["remoteTagOnBudget"]
+    assert (summary["matched"], summary["succeeded"], summary["skipped"]) == (5, 4, 1)
+    assert summary["errors"] == [
+        {"itemId": None, "code": "BUDGET_REACHED", "message": "The budget of 4 calls is used up."}
+    ]
+    assert [w for _, w in await tags(owner, tenant)] == [1, 1, 1, 1, 0]
+    assert len(tagger.calls) == 4
