@@ -210,6 +210,10 @@ async def _wait_until(when: float, watch: Watch, reason: str) -> str:
         await asyncio.sleep(min(WATCH_SECONDS, left))
 
 
+class _Undo(Exception):
+    """Undo an inline batch's writes (a failed item under ABORT)."""
+
+
 class _Inline:
     """An inline run has no job to look at: it goes on until it is done, and gives up
     waiting for a provider only past the hold."""
@@ -267,15 +271,18 @@ async def run_inline(
         used.add(found.usage)
         outcome = BatchOutcome()
         outcome.add(read.settled)
-        outcome.add(found.outcome)
-        if outcome.failed and options.error_policy == ErrorPolicy.ABORT:
+        try:
+            async with tenant_transaction(services.pool, tenant_id) as conn:
+                ctx = BatchContext(conn=conn, storage=services.storage, tenant_id=tenant_id)
+                if found.done:
+                    outcome.add(await op.write_results(ctx, params, found.done))
+                outcome.add(found.outcome)
+                if outcome.failed and options.error_policy == ErrorPolicy.ABORT:
+                    raise _Undo
+        except _Undo:
             # The batches before are written; this one is not applied.
             total.add(BatchOutcome(failed=outcome.failed, errors=outcome.errors))
             return InlineResult(op.name, matched, total, False, [], True, stored)
-        if found.done:
-            async with tenant_transaction(services.pool, tenant_id) as conn:
-                ctx = BatchContext(conn=conn, storage=services.storage, tenant_id=tenant_id)
-                outcome.add(await op.write_results(ctx, params, found.done))
         total.add(outcome)
         ended = found.stopped or (found.unavailable.reason if found.unavailable else None)
         if ended:

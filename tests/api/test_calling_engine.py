@@ -578,3 +578,47 @@ async def test_an_inline_run_stops_at_its_budget_and_an_unconfigured_provider_is
     ]
     assert [w for _, w in await tags(owner, tenant)] == [1, 1, 1, 1, 0]
     assert len(tagger.calls) == 4
+
+
+async def test_under_abort_a_refused_item_stops_the_run_and_its_batch_is_not_applied(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    tagger: Tagger,
+) -> None:
+    ids = await make_products(owner, storage, tenant, 7, with_images=False)
+    # The second batch (products 4 to 6) has a refused item.
+    tagger.refuse = {"SKU-0000005"}
+    data = await gql(
+        mutation("remoteTag"),
+        {
+            "selection": {"filter": {"brand": ["Acme"]}},
+            "options": {"mode": "BACKGROUND", "errorPolicy": "ABORT"},
+        },
+    )
+    job_id = data["remoteTag"]["job"]["id"]
+    await run_worker(settings, operations=WITH_TAGGER)
+
+    job = (await gql(JOB, {"id": job_id}))["job"]
+    assert (job["status"], job["succeeded"], job["failed"]) == ("FAILED", 3, 1)
+    errors = [edge["node"] for edge in job["errors"]["edges"]]
+    assert errors == [
+        {"itemId": str(ids[4]), "code": "REFUSED", "message": "cannot tag SKU-0000005"}
+    ]
+    assert [w for _, w in await tags(owner, tenant)] == [1, 1, 1, 0, 0, 0, 0]
+
+    # Inline: the same, the batches before the refused item staying written.
+    tagger.refuse = {"SKU-0000006"}
+    await owner.execute("UPDATE products SET attributes = '{}' WHERE tenant_id = $1", tenant.id)
+    inline = await gql(
+        mutation("remoteTag"),
+        {
+            "selection": {"ids": [str(i) for i in ids[:6]]},
+            "options": {"mode": "INLINE", "errorPolicy": "ABORT"},
+        },
+    )
+    summary = inline["remoteTag"]
+    assert (summary["succeeded"], summary["failed"]) == (3, 1)
+    assert [w for _, w in await tags(owner, tenant)] == [1, 1, 1, 0, 0, 0, 0]
