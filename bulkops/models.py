@@ -180,6 +180,11 @@ class JobState:
     params: dict[str, Any] = field(default_factory=dict)
     slices: int = 0
     created_by: str | None = None
+    # What the job's outside calls cost so far (`bulkops.outside.Usage.to_json`); None
+    # for operations that call nothing.
+    usage: dict[str, Any] | None = None
+    # Why the job holds still while running (a provider is down), or None.
+    waiting_reason: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -230,6 +235,8 @@ class JobState:
             parent_id=str(row["parent_id"]) if row["parent_id"] else None,
             # Payloads published before the column existed have none.
             created_by=row.get("created_by"),
+            usage=dict(row["usage"]) if row.get("usage") is not None else None,
+            waiting_reason=row.get("waiting_reason"),
             created_at=row["created_at"],
             started_at=row["started_at"],
             updated_at=row["updated_at"],
@@ -264,6 +271,8 @@ class JobState:
             "params": self.params,
             "slices": self.slices,
             "created_by": self.created_by,
+            "usage": self.usage,
+            "waiting_reason": self.waiting_reason,
         }
 
     @classmethod

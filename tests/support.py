@@ -17,6 +17,7 @@ from bulkops.config import Settings
 from bulkops.db.pool import create_pool
 from bulkops.db.tenants import ensure_tenant, insert_token
 from bulkops.operations import REGISTRY, Registry
+from bulkops.outside import OutsideCalls
 from bulkops.services.auth import hash_token, new_token
 from bulkops.services.container import Services
 from bulkops.storage import LocalStorage
@@ -128,11 +129,13 @@ class Runner:
             redis=self.redis,
             storage=LocalStorage(self.settings.resolved_storage_dir),
             settings=self.settings,
+            outside=OutsideCalls(self.redis, self.settings),
         )
         self.deps = WorkerDeps(services)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.deps.services.outside.aclose()
         await self.pool.close()
         await self.redis_client.aclose()
 

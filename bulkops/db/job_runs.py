@@ -137,6 +137,67 @@ async def hold_lease(
     )
 
 
+@dataclass(frozen=True)
+class WatchedJob:
+    """A running job as a worker sees it while its batch's calls run: its state, the
+    worker holding its lease, and whether this look changed it (a new version)."""
+
+    state: JobState
+    lease_owner: str | None
+    changed: bool
+
+
+async def watch_job(
+    conn: asyncpg.Connection,
+    job_id: str,
+    owner: str,
+    lease_seconds: float,
+    *,
+    step: str,
+    waiting_reason: str | None,
+) -> WatchedJob:
+    """One look at a job while its batch's calls run, in one statement: extend the lease
+    if `owner` still holds it, and, while it is RUNNING under that owner, set its current
+    step and waiting reason (a new version when either changes). LookupError when there
+    is no such job."""
+    row = await conn.fetchrow(
+        """WITH old AS (
+             SELECT id, COALESCE(lease_owner = $2, false) AS owned,
+                    COALESCE(lease_owner = $2, false) AND status = 'RUNNING'
+                      AND (current_step IS DISTINCT FROM $4
+                           OR waiting_reason IS DISTINCT FROM $5) AS changes
+             FROM jobs WHERE id = $1 AND tenant_id = current_tenant_id() FOR UPDATE)
+           UPDATE jobs j SET
+             lease_expires_at = CASE WHEN old.owned
+                                     THEN clock_timestamp() + make_interval(secs => $3)
+                                     ELSE j.lease_expires_at END,
+             current_step = CASE WHEN old.changes THEN $4 ELSE j.current_step END,
+             waiting_reason = CASE WHEN old.changes THEN $5 ELSE j.waiting_reason END,
+             version = j.version + CASE WHEN old.changes THEN 1 ELSE 0 END,
+             updated_at = CASE WHEN old.changes THEN clock_timestamp() ELSE j.updated_at END
+           FROM old WHERE j.id = old.id
+           RETURNING j.*, old.changes""",
+        job_id,
+        owner,
+        lease_seconds,
+        step,
+        waiting_reason,
+    )
+    if row is None:
+        raise LookupError(job_id)
+    return WatchedJob(JobState.from_row(row), row["lease_owner"], row["changes"])
+
+
+async def release_lease(conn: asyncpg.Connection, job_id: str, owner: str) -> None:
+    """Let go of the job's lease if `owner` still holds it."""
+    await conn.execute(
+        """UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL
+           WHERE id = $1 AND tenant_id = current_tenant_id() AND lease_owner = $2""",
+        job_id,
+        owner,
+    )
+
+
 async def record_batch(
     conn: asyncpg.Connection,
     job_id: str,
@@ -149,9 +210,12 @@ async def record_batch(
     errors: list[ItemFailure],
     step: str,
     lease_seconds: float | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> JobState:
     """Add one batch's outcome to the job, in the batch's own transaction; a `cursor`
-    of None leaves the cursor where it is."""
+    of None leaves the cursor where it is. `usage` (what the batch's outside calls cost,
+    numbers by name) is added to the job's; a recorded batch clears the job's waiting
+    reason (its calls went through)."""
     if errors:
         await conn.executemany(
             """INSERT INTO job_errors (job_id, item_id, row_number, column_name, code, message)
@@ -177,6 +241,15 @@ async def record_batch(
                                           SELECT e FROM jsonb_array_elements(
                                             recent_errors || $7::jsonb) WITH ORDINALITY AS x(e, n)
                                           ORDER BY n DESC LIMIT $9) AS last_) END,
+             usage = CASE WHEN $11::jsonb IS NULL THEN usage
+                          ELSE (SELECT jsonb_object_agg(k, v) FROM (
+                                  SELECT k, sum(v::numeric) AS v FROM (
+                                    SELECT key AS k, value AS v
+                                    FROM jsonb_each_text(COALESCE(usage, '{}'::jsonb))
+                                    UNION ALL
+                                    SELECT key, value FROM jsonb_each_text($11::jsonb)) AS both_
+                                  GROUP BY k) AS summed) END,
+             waiting_reason = NULL,
              current_step = $8,
              version = version + 1,
              updated_at = clock_timestamp(),
@@ -194,6 +267,7 @@ async def record_batch(
         step,
         RECENT_ERRORS,
         lease_seconds,
+        usage,
     )
     return JobState.from_row(row)
 

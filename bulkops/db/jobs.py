@@ -135,6 +135,8 @@ async def set_status(
                                ELSE started_at END,
              finished_at = CASE WHEN $2 IN ('CANCELLED', 'SUCCEEDED', 'PARTIAL', 'FAILED')
                                 THEN clock_timestamp() ELSE finished_at END,
+             waiting_reason = CASE WHEN $2 IN ('CANCELLED', 'SUCCEEDED', 'PARTIAL', 'FAILED')
+                                   THEN NULL ELSE waiting_reason END,
              slices = slices + CASE WHEN $2 = 'RUNNING' THEN 1 ELSE 0 END,
              lease_owner = CASE WHEN $2 IN ('RUNNING', 'CANCELLING') THEN lease_owner END,
              lease_expires_at = CASE WHEN $2 IN ('RUNNING', 'CANCELLING')

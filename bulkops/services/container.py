@@ -11,17 +11,20 @@ from arq.connections import ArqRedis
 
 from bulkops.config import Settings
 from bulkops.operations import REGISTRY, Registry
+from bulkops.outside import OutsideCalls
 from bulkops.storage import LocalStorage
 
 
 @dataclass(frozen=True)
 class Services:
-    """Pools, queue, stored files, settings, and the operations the process runs."""
+    """Pools, queue, stored files, settings, the process's outside calls, and the
+    operations the process runs."""
 
     pool: asyncpg.Pool
     redis: ArqRedis
     storage: LocalStorage
     settings: Settings
+    outside: OutsideCalls
     operations: Registry = field(default_factory=lambda: REGISTRY)
 
     @property

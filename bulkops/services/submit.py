@@ -23,8 +23,9 @@ from bulkops.domain import ExecutionMode
 from bulkops.errors import InputError, NotFoundError
 from bulkops.models import ItemFailure, JobState
 from bulkops.operations.base import BatchContext, BatchOutcome, JobAborted, Operation
+from bulkops.operations.calling import CallingOperation
 from bulkops.selection import Selection
-from bulkops.services import idempotency
+from bulkops.services import calls, idempotency
 from bulkops.services.container import Services
 from bulkops.services.files import purge_deleted_files
 from bulkops.services.inline import InlineResult, RunUndone, apply_inline
@@ -165,6 +166,9 @@ async def _submit(
     options: BulkOptions,
     created_by: str | None,
 ) -> InlineResult | QueuedResult:
+    if isinstance(op, CallingOperation):
+        # An operation whose provider is not set up is refused before anything.
+        op.check_configured(services.settings)
     if isinstance(source, Selection):
         return await _run(services, tenant_id, op, source, params, options, created_by)
     # Parameters bound to the staged input are checked once it is staged (a refusal then
@@ -193,9 +197,13 @@ async def _run(
     created_by: str | None,
 ) -> InlineResult | QueuedResult:
     """Check, count, and run inline or write the job: one transaction, so a request costs
-    one connection and one commit, and what was counted is what runs."""
+    one connection and one commit, and what was counted is what runs. A calling operation
+    runs inline after that transaction, since its calls must not hold one open
+    (`bulkops.services.calls`)."""
     params = parse_params(op, op.bind(raw, selection))
+    calling = op if isinstance(op, CallingOperation) else None
     files = False
+    result: InlineResult | None = None
     try:
         async with tenant_transaction(services.pool, tenant_id) as conn:
             ctx = BatchContext(conn=conn, storage=services.storage, tenant_id=tenant_id)
@@ -214,6 +222,9 @@ async def _run(
                     options=options,
                     created_by=created_by,
                 )
+            elif calling is not None:
+                if options.dry_run:
+                    result = await calls.dry_run(ctx, calling, params, selection, matched=matched)
             else:
                 result = await apply_inline(
                     ctx, op, params, selection, matched=matched, options=options
@@ -227,6 +238,14 @@ async def _run(
     if not inline:
         await announce_job(services, job)
         return QueuedResult(job)
+    if result is None:
+        assert calling is not None
+        try:
+            result = await calls.run_inline(
+                services, tenant_id, calling, params, selection, matched=matched, options=options
+            )
+        except JobAborted as exc:
+            raise InputError(exc.message, code=exc.code) from None
     _count_inline(result)
     if files:
         await purge_deleted_files(services.pool, services.storage, tenant_id)

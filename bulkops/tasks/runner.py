@@ -20,15 +20,16 @@ from redis.exceptions import RedisError
 from bulkops import logs, metrics
 from bulkops.config import Settings
 from bulkops.db import job_runs
-from bulkops.db import jobs as jobs_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.domain import ErrorPolicy, JobStatus
 from bulkops.errors import BulkopsError
 from bulkops.models import ItemFailure, JobState
 from bulkops.operations.base import BatchContext, BatchOutcome, JobAborted, Operation
+from bulkops.operations.calling import CallingOperation
 from bulkops.selection import Selection
+from bulkops.services.call_jobs import run_job_batch
 from bulkops.services.container import Services
-from bulkops.services.jobs import job_result
+from bulkops.services.job_ends import BatchDone, complete_job, fail_job, finish_job
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice, request_purge, work_waiting
 from bulkops.storage import LocalStorage
@@ -74,36 +75,6 @@ class _AbortBatch(BulkopsError):
         self.outcome = outcome
 
 
-async def _finish(conn: asyncpg.Connection, job: JobState, status: str, *, step: str) -> JobState:
-    return await jobs_db.set_status(conn, job.id, status, step=step, result=job_result(job))
-
-
-async def _fail(
-    conn: asyncpg.Connection, job: JobState, failure: ItemFailure, *, step: str
-) -> JobState:
-    """End the job FAILED, recording why as one of its errors."""
-    job = await job_runs.record_batch(
-        conn,
-        job.id,
-        cursor=None,
-        succeeded=0,
-        failed=0,
-        skipped=0,
-        counters={},
-        errors=[failure],
-        step=step,
-    )
-    return await _finish(conn, job, JobStatus.FAILED, step=step)
-
-
-async def _complete(conn: asyncpg.Connection, job: JobState, selection: Selection) -> JobState:
-    if selection.filter is not None:
-        # A filter is walked live: what it held at the end is the job's real total.
-        job = await job_runs.settle_total(conn, job.id)
-    final = JobStatus.PARTIAL if job.failed else JobStatus.SUCCEEDED
-    return await _finish(conn, job, final, step="done")
-
-
 async def run_slice(
     deps: WorkerDeps,
     redis: ArqRedis,
@@ -135,11 +106,11 @@ async def run_slice(
             return "HELD"
         op: Operation[Any] | None = deps.services.operations.get(job.operation)
         if job.status == JobStatus.CANCELLING:
-            job = await _finish(conn, job, JobStatus.CANCELLED, step="cancelled")
+            job = await finish_job(conn, job, JobStatus.CANCELLED, step="cancelled")
             if op is not None:
                 await op.release(conn, Selection.from_job(locked.selection))
         elif op is None:
-            job = await _fail(
+            job = await fail_job(
                 conn,
                 job,
                 ItemFailure("UNKNOWN_OPERATION", f"No operation {job.operation!r} is registered."),
@@ -188,37 +159,24 @@ async def _run_batches(
     last_publish = time.monotonic()
     while True:
         started = time.perf_counter()
-        applied = False
-        async with tenant_transaction(deps.pool, tenant_id) as conn:
-            # The job row is locked first and the cursor read under that lock; a stored
-            # selection's next ids come with it. One id past the batch is read ahead, so
-            # the batch that ends the selection knows it is the last one.
-            locked, ids = await job_runs.lock_job_batch(
-                conn, job_id, items=batch_size + 1 if selection.ids is not None else 0
+        if isinstance(op, CallingOperation):
+            done = await run_job_batch(
+                deps.services,
+                op,
+                params,
+                selection,
+                job_id=job_id,
+                tenant_id=tenant_id,
+                worker_id=deps.worker_id,
+                draining=deps.draining,
+                batch_size=batch_size,
             )
-            job = before = locked.state
-            status_before = job.status
-            if job.status == JobStatus.CANCELLING:
-                job = await _finish(conn, job, JobStatus.CANCELLED, step="cancelled")
-            elif job.status != JobStatus.RUNNING or locked.lease_owner != deps.worker_id:
-                # Paused, or handed to another worker while this one stalled.
-                return job.status if job.status != JobStatus.RUNNING else "HELD"
-            else:
-                if selection.ids is None:
-                    ids = await op.filter_batch(
-                        conn, selection, after=locked.cursor, limit=batch_size + 1
-                    )
-                last = len(ids) <= batch_size
-                ids = ids[:batch_size]
-                if ids:
-                    batch = BatchContext(conn=conn, storage=deps.storage, tenant_id=tenant_id)
-                    job = await _apply(batch, op, params, job, ids, settings.lease_seconds)
-                    applied = True
-                if not job.terminal and last:
-                    # The last batch finishes the job in the same transaction.
-                    job = await _complete(conn, job, selection)
-            if job.terminal:
-                await op.release(conn, selection)
+        else:
+            done = await _db_batch(deps, op, params, selection, job_id, tenant_id, batch_size)
+        if isinstance(done, str):
+            return done
+        before, job, applied = done.before, done.job, done.applied
+        status_before = before.status
         # Counted once committed: a batch whose transaction fails is run again.
         if applied:
             metrics.BATCH_DURATION.labels(op.name).observe(time.perf_counter() - started)
@@ -274,6 +232,51 @@ async def _run_batches(
             return "SLICED"
 
 
+async def _db_batch(
+    deps: WorkerDeps,
+    op: Operation[Any],
+    params: Any,
+    selection: Selection,
+    job_id: str,
+    tenant_id: str,
+    batch_size: int,
+) -> BatchDone | str:
+    """One batch of a database operation: its effect, the job's counters and the new
+    cursor in one transaction. Returns the committed batch, or the job's status (HELD
+    when another worker holds it) when it is not this worker's to run."""
+    async with tenant_transaction(deps.pool, tenant_id) as conn:
+        # The job row is locked first and the cursor read under that lock; a stored
+        # selection's next ids come with it. One id past the batch is read ahead, so
+        # the batch that ends the selection knows it is the last one.
+        locked, ids = await job_runs.lock_job_batch(
+            conn, job_id, items=batch_size + 1 if selection.ids is not None else 0
+        )
+        job = before = locked.state
+        applied = False
+        if job.status == JobStatus.CANCELLING:
+            job = await finish_job(conn, job, JobStatus.CANCELLED, step="cancelled")
+        elif job.status != JobStatus.RUNNING or locked.lease_owner != deps.worker_id:
+            # Paused, or handed to another worker while this one stalled.
+            return job.status if job.status != JobStatus.RUNNING else "HELD"
+        else:
+            if selection.ids is None:
+                ids = await op.filter_batch(
+                    conn, selection, after=locked.cursor, limit=batch_size + 1
+                )
+            last = len(ids) <= batch_size
+            ids = ids[:batch_size]
+            if ids:
+                batch = BatchContext(conn=conn, storage=deps.storage, tenant_id=tenant_id)
+                job = await _apply(batch, op, params, job, ids, deps.settings.lease_seconds)
+                applied = True
+            if not job.terminal and last:
+                # The last batch finishes the job in the same transaction.
+                job = await complete_job(conn, job, selection)
+        if job.terminal:
+            await op.release(conn, selection)
+    return BatchDone(before, job, applied)
+
+
 def slice_ready_at(ctx: dict[str, Any]) -> float:
     """When the arq job of a slice could first start (epoch seconds): when it was
     enqueued, or, for a slice deferred past that (a tenant over its quota, a retry), its
@@ -320,9 +323,9 @@ async def _apply(
             errors=aborted.outcome.errors,
             step="aborted",
         )
-        return await _finish(conn, job, JobStatus.FAILED, step="aborted")
+        return await finish_job(conn, job, JobStatus.FAILED, step="aborted")
     except JobAborted as exc:
-        return await _fail(conn, job, ItemFailure(exc.code, exc.message), step="failed")
+        return await fail_job(conn, job, ItemFailure(exc.code, exc.message), step="failed")
     return await job_runs.record_batch(
         conn,
         job.id,

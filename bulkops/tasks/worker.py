@@ -25,6 +25,7 @@ from bulkops.db.pool import create_pool, tenant_transaction
 from bulkops.domain import JobStatus
 from bulkops.models import ItemFailure
 from bulkops.operations import REGISTRY, Registry
+from bulkops.outside import OutsideCalls
 from bulkops.services.container import Services
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
@@ -114,6 +115,7 @@ def build_worker(
             redis=ctx["redis"],
             storage=LocalStorage(settings.resolved_storage_dir),
             settings=settings,
+            outside=OutsideCalls(ctx["redis"], settings),
             operations=operations,
         )
         ctx["deps"] = WorkerDeps(services, draining=draining or asyncio.Event())
@@ -125,6 +127,7 @@ def build_worker(
             await ctx["heartbeat"].stop()
         deps: WorkerDeps | None = ctx.get("deps")
         if deps is not None:
+            await deps.services.outside.aclose()
             await deps.pool.close()
 
     every = max(1, settings.reconcile_every_seconds)

@@ -21,6 +21,7 @@ from bulkops.config import Settings
 from bulkops.db.pool import create_pool
 from bulkops.graphql.schema import build_schema
 from bulkops.operations import REGISTRY, Registry
+from bulkops.outside import OutsideCalls
 from bulkops.services.auth import Authenticator
 from bulkops.services.container import Services
 from bulkops.services.jwt_auth import AuthUnavailable, JWTVerifier
@@ -84,6 +85,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
         await broker.start()
         rate_limiter = RateLimiter.from_settings(settings)
         jwt = JWTVerifier.from_settings(settings)
+        outside = OutsideCalls(redis, settings)
         try:
             yield AppState(
                 services=Services(
@@ -91,6 +93,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
                     redis=redis,
                     storage=LocalStorage(settings.resolved_storage_dir),
                     settings=settings,
+                    outside=outside,
                     operations=operations,
                 ),
                 broker=broker,
@@ -99,6 +102,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
                 rate_limiter=rate_limiter,
             )
         finally:
+            await outside.aclose()
             if jwt is not None:
                 await jwt.close()
             await view.streams.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -14,6 +14,7 @@ from bulkops.graphql.types.common import Connection, Info, connection, encode_cu
 from bulkops.graphql.types.export_files import ResultFile, result_file
 from bulkops.graphql.types.matching import MatchRow, job_match_results
 from bulkops.models import ItemFailure, JobState
+from bulkops.operations.calling import CallingOperation
 from bulkops.services import job_reads
 
 
@@ -37,6 +38,39 @@ class ItemError:
             code=failure.code,
             message=failure.message,
             column=failure.column,
+        )
+
+
+@strawberry.type(
+    description="What a job's calls to an outside service cost so far, counted with each "
+    "batch it wrote (the calls of a batch that was never written, a killed worker's, are "
+    "not counted)."
+)
+class JobUsage:
+    calls: int = strawberry.field(description="Calls made; every attempt counts, retries included.")
+    retries: int = strawberry.field(description="Attempts after a call's first one.")
+    rate_limited: int = strawberry.field(
+        description="Answers the provider gave with 429 Too Many Requests."
+    )
+    tokens_in: int = strawberry.field(
+        description="Prompt tokens, as the provider reported them (0 for calls without tokens)."
+    )
+    tokens_out: int = strawberry.field(
+        description="Completion tokens, as the provider reported them."
+    )
+    waited_seconds: float = strawberry.field(
+        description="Seconds the calls spent waiting for the shared rate limiter."
+    )
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> JobUsage:
+        return cls(
+            calls=int(stored.get("calls", 0)),
+            retries=int(stored.get("retries", 0)),
+            rate_limited=int(stored.get("rate_limited", 0)),
+            tokens_in=int(stored.get("tokens_in", 0)),
+            tokens_out=int(stored.get("tokens_out", 0)),
+            waited_seconds=float(stored.get("waited_seconds", 0.0)),
         )
 
 
@@ -64,7 +98,12 @@ class Job:
     created_by: str | None = strawberry.field(
         description="Who created the job: an API token's name or a signed-in user's subject."
     )
+    waiting_reason: str | None = strawberry.field(
+        description="Why a running job is not progressing although it holds its work, "
+        'e.g. "provider unavailable, next try 12:03:05"; null while it progresses.'
+    )
     parent_id: strawberry.Private[str | None]
+    stored_usage: strawberry.Private[dict[str, Any] | None] = None
     # What the run's parameters name: the file it writes, the staged input it matches.
     file_id: strawberry.Private[str | None] = None
     input_id: strawberry.Private[str | None] = None
@@ -92,10 +131,23 @@ class Job:
             started_at=state.started_at,
             finished_at=state.finished_at,
             created_by=state.created_by,
+            stored_usage=state.usage,
+            waiting_reason=state.waiting_reason,
             parent_id=state.parent_id,
             file_id=state.params.get("file_id"),
             input_id=state.params.get("input_id"),
         )
+
+    @strawberry.field(
+        description="What the job's calls to an outside service cost so far; null for "
+        "operations that call nothing."
+    )
+    def usage(self, info: Info) -> JobUsage | None:
+        if self.stored_usage is not None:
+            return JobUsage.from_stored(self.stored_usage)
+        # Nothing written yet: a calling job has used nothing so far.
+        op = info.context.services.operations.get(self.operation)
+        return JobUsage.from_stored({}) if isinstance(op, CallingOperation) else None
 
     @strawberry.field
     async def errors(

@@ -158,5 +158,6 @@ export async function loadSession(token) {
     canWrite: !scopes || scopes.includes('write') || scopes.includes('admin'),
     hasCreatedBy: jobFields.has('createdBy'),
     hasNext: jobFields.has('next'),
+    hasUsage: jobFields.has('usage'),
   };
 }

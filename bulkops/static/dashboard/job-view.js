@@ -109,7 +109,8 @@ export function showJob(root, id, { session, live, navigate, report, notify }) {
           running ? ' · ' + fmt.rate(job.itemsPerSecond) + ' · ' + fmt.duration(job.etaSeconds) + ' left' : '',
           job.status === 'QUEUED' && job.queuePosition ? ' · #' + job.queuePosition + ' in line' : '',
           running && job.currentStep ? h('span', { class: 'muted' }, ' · ' + job.currentStep) : ''
-        )
+        ),
+        job.waitingReason ? h('p', { class: 'muted', id: 'job-waiting' }, 'Waiting: ' + job.waitingReason) : null
       ),
       h(
         'dl',
@@ -130,6 +131,11 @@ export function showJob(root, id, { session, live, navigate, report, notify }) {
           ? stat('Took', fmt.duration(((job.finishedAt ? Date.parse(job.finishedAt) : Date.now()) - Date.parse(job.startedAt)) / 1000))
           : null,
         stat('Priority', job.priority),
+        job.usage ? stat('Calls', fmt.count(job.usage.calls) + (job.usage.retries ? ' (' + fmt.count(job.usage.retries) + ' retries, ' + fmt.count(job.usage.rateLimited) + ' rate limited)' : '')) : null,
+        job.usage && (job.usage.tokensIn || job.usage.tokensOut)
+          ? stat('Tokens', fmt.count(job.usage.tokensIn) + ' in · ' + fmt.count(job.usage.tokensOut) + ' out')
+          : null,
+        job.usage ? stat('Waited for rate limit', fmt.duration(job.usage.waitedSeconds)) : null,
         session.hasCreatedBy ? stat('Created by', job.createdBy || '—') : null
       )
     );

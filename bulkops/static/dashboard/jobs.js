@@ -15,7 +15,8 @@ export function detailFields(session) {
     recentErrors { itemId row column code message }
     resultFile { url expiresAt rows bytes format }
     parent { id operation status }
-    ${session.hasNext ? 'next { id operation status }' : ''}`;
+    ${session.hasNext ? 'next { id operation status }' : ''}
+    ${session.hasUsage ? 'waitingReason usage { calls retries rateLimited tokensIn tokensOut waitedSeconds }' : ''}`;
 }
 
 /** Keep the newer of two states of one job (versions rise with every change). */
