@@ -83,7 +83,7 @@ class FetchProductImages(CallingOperation[FetchParams, FetchItem, Fetched]):
     summary_description = (
         "Items are sources (rows): succeeded counts images added, skipped the sources whose "
         "URL the product already shows, failed those that could not be fetched (errors name "
-        "the row); sample shows the products that got images."
+        "the row)."
     )
     # Each host is its own provider (limiter and circuit): `call` names it.
     provider: ClassVar[str] = "fetch"

@@ -46,10 +46,9 @@ async def reconcile(deps: WorkerDeps, redis: ArqRedis) -> int:
 async def remove_expired(deps: WorkerDeps) -> int:
     """Remove finished jobs past the retention, with their items and errors, expired
     idempotency keys, matchProducts inputs and fetchProductImages sources no job names
-    any more, and staged imports
-    left behind. Export files whose links expired (or whose jobs go now, or ended
-    without a result) are queued for the file purge, which the periodic sweep starts.
-    Returns how many jobs were removed."""
+    any more, and staged imports left behind. Export files whose links expired (or whose
+    jobs go now, or ended without a result) are queued for the file purge, which the
+    periodic sweep starts. Returns how many jobs were removed."""
     retention = timedelta(days=deps.settings.job_retention_days)
     async with deps.pool.acquire() as conn:
         queued = await export_files_db.remove_expired(conn, retention)
