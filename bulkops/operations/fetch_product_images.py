@@ -333,16 +333,26 @@ def _text(value: Any) -> str | None:
 def stage_source(
     row: int, values: Mapping[str, Any], *, allow_private_networks: bool
 ) -> StagedSource:
-    """The staged form of an uploaded row (`values` by lower-case column name): checked,
-    or carrying the error its batch reports (naming its row and column)."""
-    product_id = next((values[c] for c in PRODUCT_ID_COLUMNS if values.get(c) is not None), None)
+    """The staged form of an uploaded row (`values` by column name as given; names are
+    compared without case): checked, or carrying the error its batch reports, naming its
+    row and column."""
+    by_key = {name.strip().lower(): (name, value) for name, value in values.items()}
+    id_column = next(
+        (c for c in PRODUCT_ID_COLUMNS if c in by_key and by_key[c][1] is not None), None
+    )
+
+    def get(key: str | None) -> Any:
+        return by_key[key][1] if key in by_key else None
+
     try:
         pid, sku, url = check_source(
-            product_id,
-            values.get(SKU_COLUMN),
-            values.get(URL_COLUMN),
+            get(id_column),
+            get(SKU_COLUMN),
+            get(URL_COLUMN),
             allow_private_networks=allow_private_networks,
         )
     except SourceError as exc:
-        return StagedSource(row, None, None, None, exc.code, exc.field, f"Row {row}: {exc.message}")
+        key = {"productId": id_column, "sku": SKU_COLUMN, "url": URL_COLUMN}.get(exc.field or "")
+        column = by_key[key][0] if key in by_key else exc.field
+        return StagedSource(row, None, None, None, exc.code, column, f"Row {row}: {exc.message}")
     return StagedSource(row, pid, sku, url)

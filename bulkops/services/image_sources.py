@@ -112,7 +112,9 @@ def inline_sources(
             field = ["sources", str(index)]
             if exc.field is not None:
                 field.append(FIELD_OF[exc.field])
-            raise InputError(f"Source {index}: {exc.message}", code=exc.code, field=field) from None
+            raise InputError(
+                f"sources[{index}]: {exc.message}", code=exc.code, field=field
+            ) from None
         staged.append(StagedSource(index + 1, pid, sku, url))
     digest = hashlib.sha256()
     for row in staged:
@@ -151,5 +153,6 @@ def _staged_rows(reader: RowReader, allow_private_networks: bool) -> Iterator[St
             message = f"Row {item.row}{where} {item.reason}."
             yield StagedSource(item.row, None, None, None, item.code, item.column, message)
         else:
-            values = {name.strip().lower(): value for name, value in item.values.items()}
-            yield stage_source(item.number, values, allow_private_networks=allow_private_networks)
+            yield stage_source(
+                item.number, item.values, allow_private_networks=allow_private_networks
+            )
