@@ -131,6 +131,7 @@ async def batch_sources(
 ) -> list[SourceOfBatch]:
     """The staged rows `rows` in row order, each with the product it names (by id when it
     gives one, else by SKU) and whether its URL is already an image of that product."""
+    # One join by id and one by SKU (not one join on either), so that each uses its index.
     found = await conn.fetch(
         """SELECT r.row_number, r.product_id AS given_id, r.sku AS given_sku, r.url,
                   r.error_code, r.error_column, r.error_message,
@@ -140,10 +141,15 @@ async def batch_sources(
                     WHERE m.product_id = p.id AND m.source_url = r.url
                       AND m.tenant_id = current_tenant_id()) AS already_present
            FROM image_source_rows r
-           LEFT JOIN products p
-             ON p.tenant_id = current_tenant_id() AND r.error_code IS NULL
-            AND (CASE WHEN r.product_id IS NOT NULL THEN p.id = r.product_id
-                      ELSE p.sku = r.sku END)
+           LEFT JOIN products by_id
+             ON by_id.id = r.product_id AND by_id.tenant_id = current_tenant_id()
+            AND r.error_code IS NULL
+           LEFT JOIN products by_sku
+             ON by_sku.sku = r.sku AND by_sku.tenant_id = current_tenant_id()
+            AND r.product_id IS NULL AND r.error_code IS NULL
+           CROSS JOIN LATERAL (
+             SELECT COALESCE(by_id.id, by_sku.id) AS id,
+                    COALESCE(by_id.sku, by_sku.sku) AS sku) p
            WHERE r.source_id = $1 AND r.row_number = ANY($2::int[])
              AND r.tenant_id = current_tenant_id()
            ORDER BY r.row_number""",
