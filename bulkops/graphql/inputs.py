@@ -85,6 +85,23 @@ class ImageSelection:
     )
 
 
+@strawberry.input(
+    description="One image to fetch: the product it is added to (productId or sku; both "
+    "must then name the same product) and the URL to download it from."
+)
+class ImageSourceInput:
+    product_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The product's id (or sku)."
+    )
+    sku: str | None = strawberry.field(
+        default=None, description="The product's SKU (or productId), matched exactly."
+    )
+    url: str = strawberry.field(
+        description="An http or https URL answering a JPEG, PNG, GIF, WebP, AVIF or HEIC "
+        "image (told by its bytes)."
+    )
+
+
 @strawberry.input(description="A product identifier, such as an MPN or a GTIN.")
 class IdentifierInput:
     kind: str = strawberry.field(description="Its kind, e.g. MPN.")

@@ -26,8 +26,8 @@ from bulkops.graphql.arguments import (
     Statuses,
 )
 from bulkops.graphql.enums import ExportFormat, ProductStatus, RetryScope
-from bulkops.graphql.inputs import ImageSelection, MatchRowInput, ProductPatch
-from bulkops.graphql.resolvers import bulk, catalog, export_files, matching
+from bulkops.graphql.inputs import ImageSelection, ImageSourceInput, MatchRowInput, ProductPatch
+from bulkops.graphql.resolvers import bulk, catalog, export_files, fetch_images, matching
 from bulkops.graphql.resolvers import jobs as job_resolvers
 from bulkops.graphql.resolvers import queue as queue_resolvers
 from bulkops.graphql.types.catalog import Dataset, Product
@@ -287,6 +287,36 @@ class Mutation:
         options: Options = None,
     ) -> BulkResult:
         return await export_files.export_products(info, filter, format or ExportFormat.CSV, options)
+
+    @strawberry.mutation(
+        description="Download images into storage and add them to products: exactly one of "
+        "sources (up to 1,000) or an uploaded CSV or JSONL file (columns sku or productId, "
+        "and url). Each body must be a JPEG, PNG, GIF, WebP, AVIF or HEIC image by its "
+        "bytes, within BULKOPS_FETCH_MAX_BYTES; a URL the product already shows is skipped. "
+        "404, timeouts, too large, not an image, a private address: item errors. Rejected "
+        "codes, with the field: INVALID_INPUT (both or neither of sources and upload), "
+        "EMPTY_SOURCES, TOO_MANY_SOURCES, MISSING_PRODUCT, INVALID_ID, MISSING_VALUE, "
+        "INVALID_URL, PRIVATE_NETWORK, VALUE_TOO_LONG, UNSUPPORTED_FORMAT, EMPTY_UPLOAD, "
+        "INVALID_HEADER.",
+        graphql_type=result_type(get_operation("fetchProductImages")),
+    )
+    async def fetch_product_images(
+        self,
+        info: Info,
+        sources: Annotated[
+            list[ImageSourceInput] | None,
+            strawberry.argument(description="The images to fetch, up to 1,000 (or upload)."),
+        ] = None,
+        upload: Annotated[
+            Upload | None,
+            strawberry.argument(
+                description="A CSV (with a header) or JSONL file of sources: sku or "
+                "productId, and url (or sources), as a multipart request part."
+            ),
+        ] = None,
+        options: Options = None,
+    ) -> BulkResult:
+        return await fetch_images.fetch_product_images(info, sources, upload, options)
 
     @strawberry.mutation(
         description="A new, empty dataset. Rejected codes: INVALID_NAME (empty or over 200 "

@@ -15,6 +15,7 @@ from bulkops.operations.datasets import AddProductsToDataset, RemoveProductsFrom
 from bulkops.operations.delete_images import DeleteImages
 from bulkops.operations.delete_products import DeleteProducts
 from bulkops.operations.export_products import ExportProducts
+from bulkops.operations.fetch_product_images import FetchProductImages
 from bulkops.operations.import_products import ImportProducts
 from bulkops.operations.match_products import MatchProducts
 from bulkops.operations.set_product_status import SetProductStatus
@@ -52,6 +53,7 @@ REGISTRY = Registry(
         MatchProducts(),
         ImportProducts(),
         ExportProducts(),
+        FetchProductImages(),
     ]
 )
 
