@@ -67,7 +67,8 @@ class FakeLLM:
     - `latency`: seconds each answer takes;
     - `fail_share`: a share of calls answered `fail_status` (500 by default; 503 also);
     - `slow_share` and `slow_seconds`: a share of calls answered only after that long;
-    - `garbage`: answer every call with garbage of that kind (None: proper answers);
+    - `garbage`: answer with garbage of that kind (None: proper answers): every call, or
+      with `garbage_marker` set, the calls whose prompt holds that text;
     - `down`: answer 503 to everything;
     - `usage`: (prompt_tokens, completion_tokens) reported for every answer (None: about
       four characters a token of the prompt and the answer);
@@ -89,6 +90,7 @@ class FakeLLM:
         self.slow_share = 0.0
         self.slow_seconds = 30.0
         self.garbage: Garbage | None = None
+        self.garbage_marker: str | None = None
         self.down = False
         self.usage: tuple[int, int] | None = None
         self.api_key: str | None = None
@@ -116,13 +118,10 @@ class FakeLLM:
         return f"http://{self.host}:{self.port}/v1"
 
     def _record(self, request: Request, body: Any, status: int, outcome: str) -> None:
-        model = prompt = None
-        if isinstance(body, dict):
-            model = body.get("model") if isinstance(body.get("model"), str) else None
-            messages = body.get("messages")
-            if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
-                content = messages[-1].get("content")
-                prompt = content if isinstance(content, str) else None
+        model = None
+        if isinstance(body, dict) and isinstance(body.get("model"), str):
+            model = body["model"]
+        prompt = _prompt(body)
         key = request.headers.get("idempotency-key")
         self.calls.append(Call(time.monotonic(), key, model, prompt, status, outcome))
 
@@ -184,7 +183,9 @@ class FakeLLM:
                     {"error": {"message": "The server had an error."}},
                     status_code=self.fail_status,
                 )
-            if self.garbage is not None:
+            if self.garbage is not None and (
+                self.garbage_marker is None or self.garbage_marker in (_prompt(body) or "")
+            ):
                 self._record(request, body, 200, "garbage")
                 return self._garbage(self.garbage)
             self._record(request, body, 200, "answer")
@@ -193,8 +194,7 @@ class FakeLLM:
             self.in_flight -= 1
 
     def _answer(self, body: dict[str, Any]) -> Response:
-        content = body["messages"][-1].get("content") if body["messages"] else ""
-        prompt = content if isinstance(content, str) else ""
+        prompt = _prompt(body) or ""
         text = answer_for(prompt)
         if self.usage is not None:
             prompt_tokens, completion_tokens = self.usage
@@ -299,6 +299,7 @@ class FakeLLM:
             "slow_share",
             "slow_seconds",
             "garbage",
+            "garbage_marker",
             "down",
             "api_key",
             "retry_after",
@@ -345,6 +346,17 @@ class FakeLLM:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _prompt(body: Any) -> str | None:
+    """The last message's text of a request body, if it has one."""
+    if not isinstance(body, dict):
+        return None
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        content = messages[-1].get("content")
+        return content if isinstance(content, str) else None
+    return None
 
 
 def answer_for(prompt: str) -> str:
