@@ -41,6 +41,7 @@ ANSWER_PREFIX = "Description of "
 class Call:
     """One request as the fake saw it."""
 
+    # When it arrived (time.monotonic()).
     at: float
     idempotency_key: str | None
     model: str | None
@@ -48,6 +49,8 @@ class Call:
     status: int
     # "answer", "rate_limited", "failed", "slow", "garbage", "down", "unauthorized", "bad_request"
     outcome: str
+    # Whether it was counted against the rate limit (let through, whatever came of it).
+    admitted: bool = False
 
 
 def _share_hits(n: int, share: float) -> bool:
@@ -117,13 +120,22 @@ class FakeLLM:
         """What BULKOPS_LLM_BASE_URL is set to."""
         return f"http://{self.host}:{self.port}/v1"
 
-    def _record(self, request: Request, body: Any, status: int, outcome: str) -> None:
+    def _record(
+        self,
+        request: Request,
+        body: Any,
+        status: int,
+        outcome: str,
+        *,
+        at: float,
+        admitted: bool = True,
+    ) -> None:
         model = None
         if isinstance(body, dict) and isinstance(body.get("model"), str):
             model = body["model"]
         prompt = _prompt(body)
         key = request.headers.get("idempotency-key")
-        self.calls.append(Call(time.monotonic(), key, model, prompt, status, outcome))
+        self.calls.append(Call(at, key, model, prompt, status, outcome, admitted))
 
     def _over_rate(self, now: float) -> float | None:
         """None when the call may go, else the seconds until the window has room."""
@@ -138,24 +150,26 @@ class FakeLLM:
         return max(window[0] + 1.0 - now, 0.001)
 
     async def _completions(self, request: Request) -> Response:
+        raw = await request.body()
+        # No await from here to the rate limit's check: the window sees calls in order.
+        arrived = time.monotonic()
         n = self._requests
         self._requests += 1
-        raw = await request.body()
         try:
             body: Any = json.loads(raw)
         except ValueError:
             body = None
         if self.down:
-            self._record(request, body, 503, "down")
+            self._record(request, body, 503, "down", at=arrived, admitted=False)
             return JSONResponse({"error": {"message": "down"}}, status_code=503)
         if self.api_key is not None and (
             request.headers.get("authorization") != f"Bearer {self.api_key}"
         ):
-            self._record(request, body, 401, "unauthorized")
+            self._record(request, body, 401, "unauthorized", at=arrived, admitted=False)
             return JSONResponse({"error": {"message": "Incorrect API key."}}, status_code=401)
-        wait = self._over_rate(time.monotonic())
+        wait = self._over_rate(arrived)
         if wait is not None:
-            self._record(request, body, 429, "rate_limited")
+            self._record(request, body, 429, "rate_limited", at=arrived, admitted=False)
             after = self.retry_after if self.retry_after is not None else wait
             return JSONResponse(
                 {"error": {"message": "Rate limit reached.", "type": "requests"}},
@@ -166,19 +180,19 @@ class FakeLLM:
                 },
             )
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            self._record(request, body, 400, "bad_request")
+            self._record(request, body, 400, "bad_request", at=arrived)
             return JSONResponse({"error": {"message": "messages is required"}}, status_code=400)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             if _share_hits(n, self.slow_share):
                 await asyncio.sleep(self.slow_seconds)
-                self._record(request, body, 200, "slow")
+                self._record(request, body, 200, "slow", at=arrived)
                 return self._answer(body)
             if self.latency:
                 await asyncio.sleep(self.latency)
             if _share_hits(n, self.fail_share):
-                self._record(request, body, self.fail_status, "failed")
+                self._record(request, body, self.fail_status, "failed", at=arrived)
                 return JSONResponse(
                     {"error": {"message": "The server had an error."}},
                     status_code=self.fail_status,
@@ -186,9 +200,9 @@ class FakeLLM:
             if self.garbage is not None and (
                 self.garbage_marker is None or self.garbage_marker in (_prompt(body) or "")
             ):
-                self._record(request, body, 200, "garbage")
+                self._record(request, body, 200, "garbage", at=arrived)
                 return self._garbage(self.garbage)
-            self._record(request, body, 200, "answer")
+            self._record(request, body, 200, "answer", at=arrived)
             return self._answer(body)
         finally:
             self.in_flight -= 1
@@ -247,16 +261,17 @@ class FakeLLM:
         return [c for c in self.calls if c.outcome == "answer"]
 
     def per_second(self) -> dict[int, int]:
-        """Calls let through (not 429) in each second since the first call."""
-        let_through = [c.at for c in self.calls if c.outcome != "rate_limited"]
+        """Calls let through by the rate limit in each second since the first one."""
+        let_through = [c.at for c in self.calls if c.admitted]
         if not let_through:
             return {}
         start = let_through[0]
         return dict(collections.Counter(int(t - start) for t in let_through))
 
     def busiest_window(self) -> int:
-        """The most calls let through (not 429) in any one-second window."""
-        times = sorted(c.at for c in self.calls if c.outcome != "rate_limited")
+        """The most calls let through by the rate limit in any one-second window (never
+        more than `rps`)."""
+        times = sorted(c.at for c in self.calls if c.admitted)
         best = lo = 0
         for hi, t in enumerate(times):
             while times[lo] <= t - 1.0:
