@@ -282,5 +282,11 @@ def read_answer(status: int, body: bytes) -> Answer:
         )
     text = content.strip() if isinstance(content, str) else ""
     if not text:
-        return Answer(None, status, "The provider's answer is empty.", tokens_in, tokens_out)
+        refusal = message.get("refusal") if isinstance(message, dict) else None
+        problem = (
+            f"The model refused: {refusal.strip()[:500]}"
+            if isinstance(refusal, str) and refusal.strip()
+            else "The provider's answer is empty."
+        )
+        return Answer(None, status, problem, tokens_in, tokens_out)
     return Answer(text, status, "", tokens_in, tokens_out)
