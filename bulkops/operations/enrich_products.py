@@ -30,6 +30,8 @@ PROVIDER = "llm"
 # characters a token in English text.
 CHARS_PER_TOKEN = 4
 UNCONFIGURED_RETRY_SECONDS = 60.0
+# A call's time budget, for all its attempts, in timeouts (at least Limits' default).
+RETRY_BUDGET_TIMEOUTS = 2.5
 
 
 class EnrichParams(BaseModel):
@@ -103,6 +105,11 @@ class EnrichProducts(CallingOperation[EnrichParams, EnrichItem, str]):
             concurrency=settings.llm_concurrency,
             timeout_seconds=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
+            # A slow model's timeout may pass the default time budget: a call that timed
+            # out once still gets its second attempt.
+            max_retry_seconds=max(
+                Limits.max_retry_seconds, RETRY_BUDGET_TIMEOUTS * settings.llm_timeout_seconds
+            ),
         )
 
     def check_configured(self, settings: Settings) -> None:
