@@ -85,6 +85,7 @@ class ProductRow:
     name: str
     brand: str | None
     category: str | None
+    description: str | None
     status: str
     price: Decimal | None
     attributes: dict[str, Any]

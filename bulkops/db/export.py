@@ -19,6 +19,7 @@ EXPORT_COLUMNS = (
     "name",
     "brand",
     "category",
+    "description",
     "status",
     "price",
     "attributes",
@@ -28,8 +29,8 @@ EXPORT_COLUMNS = (
 )
 
 # Timestamps are written in UTC whatever the session's TimeZone, as Python's isoformat() does.
-_SELECT_ROWS = """SELECT p.id, p.sku, p.barcode, p.name, p.brand, p.category, p.status, p.price,
-       p.attributes,
+_SELECT_ROWS = """SELECT p.id, p.sku, p.barcode, p.name, p.brand, p.category, p.description,
+       p.status, p.price, p.attributes,
        COALESCE((SELECT jsonb_object_agg(i.kind, i.value) FROM product_identifiers i
                  WHERE i.product_id = p.id AND i.tenant_id = current_tenant_id()),
                 '{}'::jsonb) AS identifiers,

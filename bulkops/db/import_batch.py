@@ -19,6 +19,7 @@ import asyncpg
 
 MAX_TEXT_LENGTH = 255
 MAX_NAME_LENGTH = 1000
+MAX_DESCRIPTION_LENGTH = 100_000
 MAX_KIND_LENGTH = 64
 # products.price is numeric(12, 2).
 MAX_PRICE = Decimal("9999999999.99")
@@ -48,6 +49,7 @@ class Product:
     barcode: str | None
     brand: str | None
     category: str | None
+    description: str | None
     status: str
     price: Decimal | None
     attributes: dict[str, Any]
@@ -75,6 +77,8 @@ SELECT s.id, s.row_number, s.sku, s.name IS NOT NULL AS has_name, s.identifiers,
   WHEN length(s.brand) > {MAX_TEXT_LENGTH} THEN ARRAY['too_long', 'brand', '{MAX_TEXT_LENGTH}']
   WHEN length(s.category) > {MAX_TEXT_LENGTH}
     THEN ARRAY['too_long', 'category', '{MAX_TEXT_LENGTH}']
+  WHEN length(s.description) > {MAX_DESCRIPTION_LENGTH}
+    THEN ARRAY['too_long', 'description', '{MAX_DESCRIPTION_LENGTH}']
   WHEN s.status <> ALL($2::text[]) THEN ARRAY['status', 'status', s.status]
   WHEN s.price IS NOT NULL AND NOT pg_input_is_valid(s.price, 'numeric')
     THEN ARRAY['price_number', 'price', s.price]
@@ -122,7 +126,8 @@ async def staged_rows(conn: asyncpg.Connection, ids: Sequence[int]) -> list[Stag
 async def lock_products(conn: asyncpg.Connection, skus: Sequence[str]) -> dict[str, Product]:
     """The products with these SKUs, by SKU, locked in id order."""
     rows = await conn.fetch(
-        """SELECT id, sku, name, barcode, brand, category, status, price, attributes
+        """SELECT id, sku, name, barcode, brand, category, description, status, price,
+                  attributes
            FROM products
            WHERE tenant_id = current_tenant_id() AND sku = ANY($1::text[])
            ORDER BY id FOR UPDATE""",
@@ -135,6 +140,7 @@ async def lock_products(conn: asyncpg.Connection, skus: Sequence[str]) -> dict[s
             r["barcode"],
             r["brand"],
             r["category"],
+            r["description"],
             r["status"],
             r["price"],
             r["attributes"],
@@ -173,9 +179,11 @@ async def identifier_holders(
 # (s.id = ANY): joined on b.id alone, the planner hashes every staged row of every upload
 # for each batch, which makes a large import quadratic.
 _UPSERT = """
-INSERT INTO products AS p (sku, name, barcode, brand, category, status, price, attributes)
+INSERT INTO products AS p
+  (sku, name, barcode, brand, category, description, status, price, attributes)
 SELECT s.sku, COALESCE(s.name, b.name), COALESCE(s.barcode, b.barcode),
        COALESCE(s.brand, b.brand), COALESCE(s.category, b.category),
+       COALESCE(s.description, b.description),
        COALESCE(s.status, b.status, 'DRAFT'), COALESCE(s.price::numeric, b.price),
        CASE WHEN s.attributes IS NULL THEN COALESCE(b.attributes::jsonb, '{}')
             ELSE (COALESCE(b.attributes::jsonb, '{}')
@@ -183,18 +191,20 @@ SELECT s.sku, COALESCE(s.name, b.name), COALESCE(s.barcode, b.barcode),
                  || (SELECT COALESCE(jsonb_object_agg(key, value), '{}')
                      FROM jsonb_each(s.attributes::jsonb) WHERE value <> 'null') END
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::numeric[], $8::text[])
-       WITH ORDINALITY AS b(id, name, barcode, brand, category, status, price, attributes, n)
+            $7::text[], $8::numeric[], $9::text[])
+       WITH ORDINALITY
+       AS b(id, name, barcode, brand, category, description, status, price, attributes, n)
 JOIN import_rows s ON s.id = b.id
 WHERE s.id = ANY($1::bigint[]) AND s.tenant_id = current_tenant_id()
 ORDER BY b.n
 ON CONFLICT (tenant_id, sku) DO UPDATE SET
   name = EXCLUDED.name, barcode = EXCLUDED.barcode, brand = EXCLUDED.brand,
-  category = EXCLUDED.category, status = EXCLUDED.status, price = EXCLUDED.price,
-  attributes = EXCLUDED.attributes, updated_at = now()
-WHERE (p.name, p.barcode, p.brand, p.category, p.status, p.price, p.attributes)
+  category = EXCLUDED.category, description = EXCLUDED.description, status = EXCLUDED.status,
+  price = EXCLUDED.price, attributes = EXCLUDED.attributes, updated_at = now()
+WHERE (p.name, p.barcode, p.brand, p.category, p.description, p.status, p.price, p.attributes)
       IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.barcode, EXCLUDED.brand, EXCLUDED.category,
-                        EXCLUDED.status, EXCLUDED.price, EXCLUDED.attributes)
+                        EXCLUDED.description, EXCLUDED.status, EXCLUDED.price,
+                        EXCLUDED.attributes)
 RETURNING p.id, p.sku, p.xmax = 0 AS created"""
 
 
@@ -205,12 +215,21 @@ async def upsert_products(
     SKU; the products created or changed."""
     if not rows:
         return []
-    columns: list[list[Any]] = [[] for _ in range(8)]
+    columns: list[list[Any]] = [[] for _ in range(9)]
     for staged_id, p in rows:
         values = (
-            (p.name, p.barcode, p.brand, p.category, p.status, p.price, json.dumps(p.attributes))
+            (
+                p.name,
+                p.barcode,
+                p.brand,
+                p.category,
+                p.description,
+                p.status,
+                p.price,
+                json.dumps(p.attributes),
+            )
             if p is not None
-            else (None,) * 7
+            else (None,) * 8
         )
         for column, value in zip(columns, (staged_id, *values), strict=True):
             column.append(value)

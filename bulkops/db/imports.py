@@ -16,6 +16,7 @@ STAGED_COLUMNS = (
     "barcode",
     "brand",
     "category",
+    "description",
     "status",
     "price",
     "attributes",
@@ -42,8 +43,8 @@ async def begin_staging(conn: asyncpg.Connection, upload_id: str) -> None:
     await conn.execute(
         """CREATE TEMP TABLE import_rows_in (
              row_number int, sku text, name text, barcode text, brand text, category text,
-             status text, price text, attributes text, identifiers text, error_code text,
-             error_column text, error_message text
+             description text, status text, price text, attributes text, identifiers text,
+             error_code text, error_column text, error_message text
            ) ON COMMIT DROP"""
     )
 
@@ -61,10 +62,12 @@ async def stage_chunk(
 
     await conn.execute(
         f"""INSERT INTO import_rows
-              (upload_id, row_number, sku, name, barcode, brand, category, status, price,
-               attributes, identifiers, error_code, error_column, error_message)
+              (upload_id, row_number, sku, name, barcode, brand, category, description,
+               status, price, attributes, identifiers, error_code, error_column,
+               error_message)
             SELECT $1, row_number, {text("sku")}, {text("name")}, {text("barcode")},
-                   {text("brand")}, {text("category")}, upper({text("status")}),
+                   {text("brand")}, {text("category")}, {text("description")},
+                   upper({text("status")}),
                    {text("price")}, {text("attributes")}, COALESCE(identifiers::jsonb, '[]'),
                    error_code, error_column, error_message
             FROM import_rows_in ORDER BY row_number""",

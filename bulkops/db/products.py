@@ -10,7 +10,8 @@ from bulkops.models import ImageRow, ProductRow
 from bulkops.selection import ProductFilter
 
 PRODUCT_COLUMNS = (
-    "id, sku, barcode, name, brand, category, status, price, attributes, created_at, updated_at"
+    "id, sku, barcode, name, brand, category, description, status, price, attributes, "
+    "created_at, updated_at"
 )
 
 

@@ -130,8 +130,9 @@ class MatchRowInput:
 
 
 @strawberry.input(
-    description="What updateProducts changes. A field left out is kept; brand, category "
-    "and price given as null are cleared; name, status and attributes cannot be null."
+    description="What updateProducts changes. A field left out is kept; brand, category, "
+    "description and price given as null are cleared; name, status and attributes cannot "
+    "be null."
 )
 class ProductPatch:
     name: str | None = strawberry.field(default=strawberry.UNSET, description="The new name.")
@@ -140,6 +141,9 @@ class ProductPatch:
     )
     category: str | None = strawberry.field(
         default=strawberry.UNSET, description="The new category; null clears it."
+    )
+    description: str | None = strawberry.field(
+        default=strawberry.UNSET, description="The new description; null clears it."
     )
     status: ProductStatus | None = strawberry.field(
         default=strawberry.UNSET, description="The new status."
@@ -157,4 +161,36 @@ class ProductPatch:
     )
     remove_identifier_kinds: list[str] | None = strawberry.field(
         default=strawberry.UNSET, description="Kinds of identifier to remove."
+    )
+
+
+@strawberry.input(
+    description="What enrichProducts asks the AI provider for each product, and where the "
+    "answer goes."
+)
+class EnrichInstructions:
+    prompt: str = strawberry.field(
+        description="Template; {name} {brand} {category} {sku} {description} "
+        "{attributes.KEY} are filled in from the product (empty when it has no value); a "
+        "literal brace is written twice, {{ or }}. Rejected codes: EMPTY_PROMPT, "
+        "UNKNOWN_PLACEHOLDER, INVALID_TEMPLATE, PROMPT_TOO_LONG."
+    )
+    target: str = strawberry.field(
+        description="Where the answer goes: description, name, or attributes.KEY. "
+        "Rejected code: INVALID_TARGET."
+    )
+    overwrite: bool | None = strawberry.field(
+        default=False,
+        description="Replace a value that is already there (default: skip those products, "
+        "counted as skipped).",
+    )
+    model: str | None = strawberry.field(
+        default=None,
+        description="The provider's model (default: BULKOPS_LLM_MODEL). Rejected code: "
+        "INVALID_MODEL.",
+    )
+    max_output_tokens: int | None = strawberry.field(
+        default=512,
+        description="The most tokens an answer may have, 1 to 16384 (default 512). "
+        "Rejected code: INVALID_MAX_OUTPUT_TOKENS.",
     )

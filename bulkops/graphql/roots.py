@@ -26,8 +26,14 @@ from bulkops.graphql.arguments import (
     Statuses,
 )
 from bulkops.graphql.enums import ExportFormat, ProductStatus, RetryScope
-from bulkops.graphql.inputs import ImageSelection, ImageSourceInput, MatchRowInput, ProductPatch
-from bulkops.graphql.resolvers import bulk, catalog, export_files, fetch_images, matching
+from bulkops.graphql.inputs import (
+    EnrichInstructions,
+    ImageSelection,
+    ImageSourceInput,
+    MatchRowInput,
+    ProductPatch,
+)
+from bulkops.graphql.resolvers import bulk, catalog, enrich, export_files, fetch_images, matching
 from bulkops.graphql.resolvers import jobs as job_resolvers
 from bulkops.graphql.resolvers import queue as queue_resolvers
 from bulkops.graphql.types.catalog import Dataset, Product
@@ -317,6 +323,38 @@ class Mutation:
         options: Options = None,
     ) -> BulkResult:
         return await fetch_images.fetch_product_images(info, sources, upload, options)
+
+    @strawberry.mutation(
+        description="Ask the AI provider (BULKOPS_LLM_BASE_URL, any OpenAI-compatible Chat "
+        "Completions endpoint) for a text per selected product, from a prompt filled from "
+        "the product, and write it to its description, name or attributes.KEY. Products "
+        "that already have a value there are skipped unless overwrite. Job.usage counts "
+        "the calls and tokens. Rejected codes: PROVIDER_NOT_CONFIGURED, EMPTY_PROMPT, "
+        "UNKNOWN_PLACEHOLDER, INVALID_TEMPLATE, INVALID_TARGET, INVALID_MODEL, "
+        "INVALID_MAX_OUTPUT_TOKENS, INVALID_TOKEN_BUDGET.",
+        graphql_type=result_type(get_operation("enrichProducts")),
+    )
+    async def enrich_products(
+        self,
+        info: Info,
+        selection: Selection,
+        instructions: Annotated[
+            EnrichInstructions,
+            strawberry.argument(description="What to ask for, and where the answer goes."),
+        ],
+        max_total_tokens: Annotated[
+            int | None,
+            strawberry.argument(
+                description="Stop asking once the run's tokens (in and out, as the provider "
+                "counts them) reach this; the products not asked are skipped with the "
+                "reason. More than 0 (INVALID_TOKEN_BUDGET); default: no budget."
+            ),
+        ] = None,
+        options: Options = None,
+    ) -> BulkResult:
+        return await enrich.enrich_products(
+            info, selection, instructions, max_total_tokens, options
+        )
 
     @strawberry.mutation(
         description="A new, empty dataset. Rejected codes: INVALID_NAME (empty or over 200 "

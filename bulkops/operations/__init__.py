@@ -14,6 +14,7 @@ from bulkops.operations.base import Operation
 from bulkops.operations.datasets import AddProductsToDataset, RemoveProductsFromDataset
 from bulkops.operations.delete_images import DeleteImages
 from bulkops.operations.delete_products import DeleteProducts
+from bulkops.operations.enrich_products import EnrichProducts
 from bulkops.operations.export_products import ExportProducts
 from bulkops.operations.fetch_product_images import FetchProductImages
 from bulkops.operations.import_products import ImportProducts
@@ -53,6 +54,7 @@ REGISTRY = Registry(
         MatchProducts(),
         ImportProducts(),
         ExportProducts(),
+        EnrichProducts(),
         FetchProductImages(),
     ]
 )

@@ -8,7 +8,17 @@ from collections.abc import Sequence
 from bulkops.db.imports import StagedRecord
 from bulkops.uploads import Row, RowError, UnreadableJSONError, UploadError, load_json
 
-FIELDS = ("sku", "name", "barcode", "brand", "category", "status", "price", "attributes")
+FIELDS = (
+    "sku",
+    "name",
+    "barcode",
+    "brand",
+    "category",
+    "description",
+    "status",
+    "price",
+    "attributes",
+)
 IDENTIFIER_PREFIX = "identifier:"
 IDENTIFIERS = "identifiers"
 # The export's read-only columns, so that an export can be imported back as it is.
@@ -45,7 +55,8 @@ class ImportColumns:
                 hint = " Columns are separated by commas."
             raise UploadError(
                 "The header has no sku column: the first line names the columns, sku "
-                "(required), name, barcode, brand, category, status, price, attributes, "
+                "(required), name, barcode, brand, category, description, status, price, "
+                "attributes, "
                 f"identifier:<KIND>.{hint}",
                 code="INVALID_HEADER",
             )
@@ -93,7 +104,8 @@ class ImportColumns:
         else:
             raise UploadError(
                 f"{where} has the column {column!r}, which is not one of sku, name, "
-                "barcode, brand, category, status, price, attributes, identifiers, "
+                "barcode, brand, category, description, status, price, attributes, "
+                "identifiers, "
                 "identifier:<KIND> (or the export's id, created_at, updated_at).",
                 code="UNKNOWN_COLUMN",
             )
@@ -105,7 +117,7 @@ class ImportColumns:
         for a JSONL key that is not a column."""
         if isinstance(item, RowError):
             message = f"{item.column} {item.reason}." if item.column else f"The row {item.reason}."
-            return (item.row, *[None] * 9, item.code, item.column, message)
+            return (item.row, *[None] * (len(FIELDS) + 1), item.code, item.column, message)
         number, values = item
         if self._fields is not None:
             fields = [values[c] if c is not None else None for c in self._fields]

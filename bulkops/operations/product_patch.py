@@ -28,6 +28,7 @@ COLUMNS = (
     ("name", "text"),
     ("brand", "text"),
     ("category", "text"),
+    ("description", "text"),
     ("status", "text"),
     ("price", "numeric"),
 )
@@ -82,14 +83,16 @@ class IdentifierValue(BaseModel):
 
 
 class ProductPatch(BaseModel):
-    """What to change. A field left out is kept; `brand`, `category` and `price` given as
-    null are cleared; `attributes` are merged key by key (a key given as null is removed)."""
+    """What to change. A field left out is kept; `brand`, `category`, `description` and
+    `price` given as null are cleared; `attributes` are merged key by key (a key given as
+    null is removed)."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str | None = None
     brand: str | None = None
     category: str | None = None
+    description: str | None = None
     status: Literal["DRAFT", "ACTIVE", "ARCHIVED"] | None = None
     price: Decimal | None = None
     attributes: dict[str, Any] | None = None
@@ -103,7 +106,7 @@ class ProductPatch(BaseModel):
             raise PydanticCustomError("NULL_NOT_ALLOWED", "This field cannot be cleared.")
         return value
 
-    @field_validator("name", "brand", "category")
+    @field_validator("name", "brand", "category", "description")
     @classmethod
     def _text(cls, value: str | None) -> str | None:
         return None if value is None else _nonblank(value)

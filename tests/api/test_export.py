@@ -47,7 +47,7 @@ async def make_tricky_catalog(
     ids = await make_products(owner, storage, tenant, 12, with_images=False)
     await owner.execute(
         """UPDATE products SET name = $2, brand = 'Zeta, Inc.', category = NULL, barcode = NULL,
-                  price = NULL, attributes = $3::jsonb
+                  price = NULL, attributes = $3::jsonb, description = $2
            WHERE id = $1""",
         ids[0],
         TRICKY_NAME,
@@ -72,8 +72,9 @@ async def make_tricky_catalog(
 async def database_rows(owner: asyncpg.Connection, tenant: Tenant) -> list[dict[str, Any]]:
     """The tenant's products as the export should show them, in id order."""
     rows = await owner.fetch(
-        """SELECT p.id, p.sku, p.barcode, p.name, p.brand, p.category, p.status, p.price,
-                  p.attributes::text AS attributes, p.created_at, p.updated_at,
+        """SELECT p.id, p.sku, p.barcode, p.name, p.brand, p.category, p.description,
+                  p.status, p.price, p.attributes::text AS attributes, p.created_at,
+                  p.updated_at,
                   (SELECT coalesce(json_object_agg(kind, value), '{}')::text
                    FROM product_identifiers WHERE product_id = p.id) AS identifiers
            FROM products p WHERE p.tenant_id = $1 ORDER BY p.id""",
@@ -146,6 +147,7 @@ async def test_csv_export_is_every_row_as_in_the_database(
     assert len(rows) == 12
     assert rows == expected
     assert rows[0]["name"] == TRICKY_NAME
+    assert rows[0]["description"] == TRICKY_NAME
     assert rows[0]["attributes"] == TRICKY_ATTRIBUTES
     assert rows[2]["identifiers"] == {"GTIN": 'x"\\y', "MPN": f"MPN-{rows[2]['id']}",
                                       "Ref, old": "line\nbreak"}  # fmt: skip
@@ -165,6 +167,7 @@ async def test_jsonl_export_is_every_row_as_in_the_database(
     assert [list(r) for r in rows] == [list(EXPORT_COLUMNS)] * 12
     assert rows == await database_rows(owner, tenant)
     assert rows[0]["name"] == TRICKY_NAME
+    assert rows[0]["description"] == TRICKY_NAME
     assert rows[0]["brand"] == "Zeta, Inc."
     assert rows[0]["price"] is None
     assert rows[1]["brand"] == ""

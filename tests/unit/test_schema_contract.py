@@ -40,6 +40,11 @@ def test_contract_names_from_the_api_guide_exist() -> None:
         "type Subscription",
         "deleteProducts(selection: ProductSelection!, options: BulkOptions = null)",
         "cancelJob(id: ID!): JobActionResult!",
+        "enrichProducts(selection: ProductSelection!, instructions: EnrichInstructions!, "
+        "maxTotalTokens: Int = null, options: BulkOptions = null): EnrichProductsResult!",
+        "input EnrichInstructions {\n  prompt: String!\n  target: String!\n  "
+        "overwrite: Boolean = false\n  model: String = null\n  maxOutputTokens: Int = 512\n}",
+        "union EnrichProductsResult = EnrichProductsSummary | JobQueued | Rejected",
     ):
         assert name in sdl, name
 

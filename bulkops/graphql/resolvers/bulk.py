@@ -147,7 +147,7 @@ def patch_params(patch: ProductPatch) -> dict[str, Any]:
     """updateProducts' parameters: the fields the patch gives (null ones included, since
     null clears a field), and nothing for those left out."""
     given: dict[str, Any] = {}
-    for name in ("name", "brand", "category", "price", "attributes"):
+    for name in ("name", "brand", "category", "description", "price", "attributes"):
         value = getattr(patch, name)
         if value is not strawberry.UNSET:
             given[name] = value

@@ -62,6 +62,7 @@ class Product:
     name: str
     brand: str | None
     category: str | None
+    description: str | None
     status: ProductStatus
     price: Decimal | None
     attributes: JSON
@@ -77,6 +78,7 @@ class Product:
             name=row.name,
             brand=row.brand,
             category=row.category,
+            description=row.description,
             status=ProductStatus(row.status),
             price=row.price,
             attributes=cast(JSON, row.attributes),
