@@ -1,14 +1,9 @@
 """enrichProducts and Product.description, seen through the API, against a fake
-OpenAI-compatible provider (tests/fake_llm.py) served on a loopback port.
-
-The tests marked `needs_calls` run the operation end to end: they need the engine that runs
-calling operations (bulkops.services.calls) and the outside client, and are skipped
-without them."""
+OpenAI-compatible provider (tests/fake_llm.py) served on a loopback port."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 from collections.abc import AsyncIterator
@@ -25,12 +20,6 @@ from tests.api.queries import SUMMARY_FIELDS
 from tests.api.test_import_products import import_file
 from tests.fake_llm import FakeLLM, answer_for
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
-
-needs_calls = pytest.mark.skipif(
-    importlib.util.find_spec("bulkops.services.calls") is None,
-    reason="runs enrichProducts end to end: needs the calls engine (bulkops.services.calls) "
-    "and the outside client",
-)
 
 ENRICH = f"""
 mutation($selection: ProductSelection!, $instructions: EnrichInstructions!,
@@ -338,7 +327,6 @@ async def test_descriptions_import_and_export_back(
 # End to end against the fake provider.
 
 
-@needs_calls
 async def test_an_inline_enrich_writes_the_answers(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
@@ -359,7 +347,6 @@ async def test_an_inline_enrich_writes_the_answers(
     assert len(llm.keys_seen()) == 3
 
 
-@needs_calls
 async def test_products_with_a_value_are_skipped_unless_overwrite(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
@@ -386,7 +373,6 @@ async def test_products_with_a_value_are_skipped_unless_overwrite(
     assert await descriptions(owner, ids) == [answer_for(f"New: Product {n}") for n in (1, 2, 3)]
 
 
-@needs_calls
 async def test_an_attribute_takes_the_answer_and_the_others_stay(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
@@ -425,7 +411,6 @@ async def test_an_attribute_takes_the_answer_and_the_others_stay(
     assert await descriptions(owner, ids) == [None, None, None]
 
 
-@needs_calls
 async def test_a_job_within_the_provider_rate_limit_writes_every_product(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
@@ -458,7 +443,6 @@ async def test_a_job_within_the_provider_rate_limit_writes_every_product(
     assert llm.busiest_window() <= 30
 
 
-@needs_calls
 @pytest.mark.parametrize("garbage", ["not_json", "no_choices", "empty_content"])
 async def test_garbage_answers_are_item_errors(
     gql: GraphQLClient,
@@ -489,7 +473,6 @@ async def test_garbage_answers_are_item_errors(
     assert all(d is not None for d in written[1::2])
 
 
-@needs_calls
 async def test_a_token_budget_stops_the_job_and_skips_the_rest(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
