@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,9 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    # When it arrived (monotonic seconds), and whether the server's own limit refused it.
+    at: float
+    refused: bool
 
 
 async def ok_json(request: Request) -> Response:
@@ -33,10 +37,13 @@ async def ok_json(request: Request) -> Response:
 class ProviderServer:
     """Every request goes to `handler` (answering `{"ok": true}` until a test sets it);
     `seen` lists the requests; `in_flight` / `most_in_flight` count those being
-    answered at once."""
+    answered at once. With `limit_per_second` set, the server keeps a rate limit of its
+    own, as a provider does: a request past that many in the last second is answered 429
+    with `Retry-After: 1`."""
 
     def __init__(self) -> None:
         self.handler: Handler = ok_json
+        self.limit_per_second: int | None = None
         self.seen: list[Seen] = []
         self.in_flight = 0
         self.most_in_flight = 0
@@ -59,10 +66,26 @@ class ProviderServer:
 
         self.handler = scripted
 
-    async def _any(self, request: Request) -> Response:
-        self.seen.append(
-            Seen(request.method, request.url.path, dict(request.headers), await request.body())
+    def busiest_second(self) -> int:
+        """The most requests answered (not refused) within any one second."""
+        times = [s.at for s in self.seen if not s.refused]
+        return max(
+            (sum(1 for t in times if start <= t < start + 1.0) for start in times), default=0
         )
+
+    async def _any(self, request: Request) -> Response:
+        now = time.monotonic()
+        refused = self.limit_per_second is not None and self.limit_per_second <= sum(
+            1 for s in self.seen if not s.refused and s.at > now - 1.0
+        )
+        body = await request.body()
+        self.seen.append(
+            Seen(request.method, request.url.path, dict(request.headers), body, now, refused)
+        )
+        if refused:
+            return JSONResponse(
+                {"error": {"message": "Rate limit reached"}}, 429, {"retry-after": "1"}
+            )
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:

@@ -1,13 +1,14 @@
 """The attempts of one outside call, whatever it sends: how a provider may be called
-(`Limits`), and the loop that tries until an answer, a failure for good, or a provider
-that is down.
+(`Limits`), and its attempts until an answer, a failure for good, or a provider that is
+down (run by the tenacity policy of `retries`).
 
 One attempt, in order: the provider's circuit (refused at once while it is open), a place
 among the process's `Limits.concurrency` calls in flight, a turn from the shared limiter
 (the seconds waited are counted), then the request within `Limits.timeout_seconds` for
 everything from connecting to the last byte read. After a failed attempt the circuit
 hears of it, and the call is tried again after the wait `retries` decides, within the
-call's retry budget.
+call's retry budget; after a 429 that wait is kept at the shared limiter, by every
+process (and counted as waiting for it).
 
 Each attempt is counted in `bulkops_provider_calls_total` under its provider's family
 (`fetch` for every `fetch:HOST`) with one of the outcomes ok, failed (the answer failed
