@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from bulkops.config import Settings
 from bulkops.operations.base import BatchContext, BatchOutcome, Operation
 from bulkops.outside import Limits, OutsideCalls, Usage
+from bulkops.storage import LocalStorage
 
 
 class HasId(Protocol):
@@ -50,10 +51,12 @@ class CallBatch(Generic[ItemT]):
 
 @dataclass
 class CallContext:
-    """What one call works with: the process's outside calls, the settings, the tenant,
-    the run (a job's id, or an inline run's own id) and the batch's usage to count into."""
+    """What one call works with: the process's outside calls and stored files, the
+    settings, the tenant, the run (a job's id, or an inline run's own id) and the batch's
+    usage to count into."""
 
     outside: OutsideCalls
+    storage: LocalStorage
     settings: Settings
     tenant_id: str
     run_id: str

@@ -28,7 +28,6 @@ from bulkops.operations.base import BatchContext, BatchOutcome, Counter, Thresho
 from bulkops.operations.calling import CallBatch, CallContext, CallingOperation
 from bulkops.outside import CallFailed, Limits
 from bulkops.selection import MAX_ID, Selection
-from bulkops.storage import LocalStorage
 
 MAX_URL_LENGTH = 2048
 MAX_SKU_LENGTH = 1000
@@ -94,6 +93,9 @@ class FetchProductImages(CallingOperation[FetchParams, FetchItem, Fetched]):
             concurrency=settings.fetch_concurrency_per_host,
             timeout_seconds=settings.fetch_timeout_seconds,
             max_retries=settings.fetch_max_retries,
+            # One host down is its images' item errors, not a job that waits: the sources
+            # of a job name many hosts, most of them up.
+            failures_to_open=None,
         )
 
     def bind(self, raw: dict[str, Any], selection: Selection) -> dict[str, Any]:
@@ -170,8 +172,7 @@ class FetchProductImages(CallingOperation[FetchParams, FetchItem, Fetched]):
         # The same key for every attempt of the item in this run: a repeated call (a worker
         # killed before its batch committed) overwrites the file instead of leaving another.
         key = image_key(calls.tenant_id, calls.run_id, item.id, kind.extension)
-        storage = LocalStorage(settings.resolved_storage_dir)
-        await asyncio.to_thread(storage.write, key, got.content)
+        await asyncio.to_thread(calls.storage.write, key, got.content)
         return Fetched(key, kind.content_type, len(got.content))
 
     async def write_results(

@@ -130,7 +130,9 @@ async def run_job_batch(
         cursor = locked.cursor
 
     watch = JobWatch(services, job, worker_id, draining)
-    calls = CallContext(services.outside, services.settings, tenant_id, job_id, Usage())
+    calls = CallContext(
+        services.outside, services.storage, services.settings, tenant_id, job_id, Usage()
+    )
     found = await call_items(
         op,
         calls,

@@ -258,7 +258,9 @@ async def run_inline(
                 break
             after = ids[-1]
             read = await op.read_items(ctx, params, ids)
-        calls = CallContext(services.outside, services.settings, tenant_id, run_id, Usage())
+        calls = CallContext(
+            services.outside, services.storage, services.settings, tenant_id, run_id, Usage()
+        )
         found = await call_items(
             op,
             calls,

@@ -3,12 +3,10 @@ AI provider is configured."""
 
 from __future__ import annotations
 
-from bulkops.errors import InputError
 from bulkops.graphql.inputs import BulkOptions, EnrichInstructions, ProductSelection
-from bulkops.graphql.resolvers.bulk import rejected, run_bulk
+from bulkops.graphql.resolvers.bulk import run_bulk
 from bulkops.graphql.types.common import Info
 from bulkops.graphql.types.results import BulkResult
-from bulkops.operations.calling import CallingOperation
 
 
 async def enrich_products(
@@ -19,12 +17,6 @@ async def enrich_products(
     options: BulkOptions | None,
 ) -> BulkResult:
     services = info.context.services
-    op = services.operations["enrichProducts"]
-    if isinstance(op, CallingOperation):
-        try:
-            op.check_configured(services.settings)
-        except InputError as exc:
-            return rejected(exc)
     params = {
         "instructions": {
             "prompt": instructions.prompt,
