@@ -1,6 +1,8 @@
 """E1-E3: operations that call outside services, against local servers the benchmark
 starts (no internet): an OpenAI-compatible provider and an image host.
 
+Sizes below are the full plan's (the quick plan's are smaller, see bench/plan.py).
+
 E1: enrichProducts over 2,000 products as one background job; the provider answers in
 200 ms and allows 50 requests/s (past that it answers 429). Ours: items/s from the
 mutation sent to the terminal state seen by a subscriber; the figure is that rate ÷ the
@@ -39,10 +41,6 @@ from bench.stack import ROOT, Stack, free_port
 JOB_TIMEOUT = 1800.0
 PROVIDER_RPS = 50
 PROVIDER_LATENCY_MS = 200
-ENRICH_ITEMS = 2000
-TENANT_A_ITEMS = 20_000
-TENANT_B_ITEMS = 200
-IMAGES = 5000
 IMAGE_LATENCY_MS = 50
 IMAGE_CONCURRENCY = 16
 # Calls in flight per worker: the provider's latency times its rate, with room to spare.
@@ -137,7 +135,7 @@ async def hand_rolled(base_url: str, items: int) -> float:
 async def e1(h: Harness) -> Result:
     await h.shared()
     tenant = h.catalog.tenant
-    ids = await product_ids(h, tenant, ENRICH_ITEMS)
+    ids = await product_ids(h, tenant, h.plan.enrich_items)
     args = ("--rps", str(PROVIDER_RPS), "--latency-ms", str(PROVIDER_LATENCY_MS))
     async with local_server("tests.fake_llm", *args) as provider:
         async with h.running("E1", workers=1, env=provider_env(provider)) as stack:
@@ -146,7 +144,7 @@ async def e1(h: Harness) -> Result:
                 usage = (await graphql(client, tenant.token, JOB, {"id": job_id}))["job"]
         rate = len(ids) / seconds
         log(f"E1: {len(ids)} products in {seconds:.1f} s = {rate:.1f}/s; usage {usage}")
-        manual = await hand_rolled(provider, max(50, len(ids) // 10))
+        manual = await hand_rolled(provider, max(20, len(ids) // 10))
     return Result(
         ours=rate,
         baseline=float(PROVIDER_RPS),
@@ -186,8 +184,8 @@ async def _started_job(stack: Stack, tenant: Tenant, ids: list[int]) -> str:
 async def e2(h: Harness) -> Result:
     await h.shared()
     a, b = h.catalog.tenant, h.catalog.small_tenants[0]
-    a_ids = await product_ids(h, a, TENANT_A_ITEMS)
-    b_ids = await product_ids(h, b, TENANT_B_ITEMS)
+    a_ids = await product_ids(h, a, h.plan.tenant_a_items)
+    b_ids = await product_ids(h, b, h.plan.tenant_b_items)
     args = ("--rps", str(PROVIDER_RPS), "--latency-ms", str(PROVIDER_LATENCY_MS))
     async with (
         local_server("tests.fake_llm", *args) as provider,
@@ -247,7 +245,7 @@ async def _skus(h: Harness, tenant: Tenant, limit: int) -> list[str]:
 async def e3(h: Harness) -> Result:
     await h.fresh(files=True)
     tenant = h.catalog.tenant
-    skus = await _skus(h, tenant, IMAGES)
+    skus = await _skus(h, tenant, h.plan.images)
     env = {
         "BULKOPS_ALLOW_PRIVATE_NETWORKS": "true",
         "BULKOPS_FETCH_REQUESTS_PER_SECOND_PER_HOST": "10000",
