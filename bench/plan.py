@@ -38,6 +38,11 @@ class Plan:
     scaling_split: bool
     # R1: new products imported from one file and exported back.
     roundtrip_rows: int
+    # E1: products enriched; E2: tenant A's and tenant B's products; E3: images fetched.
+    enrich_items: int
+    tenant_a_items: int
+    tenant_b_items: int
+    images: int
 
     @property
     def share(self) -> int:
@@ -66,6 +71,10 @@ FULL = Plan(
     scaling_runs=1,
     scaling_split=True,
     roundtrip_rows=1_000_000,
+    enrich_items=2000,
+    tenant_a_items=20_000,
+    tenant_b_items=200,
+    images=5000,
 )
 
 QUICK = Plan(
@@ -89,4 +98,8 @@ QUICK = Plan(
     scaling_runs=1,
     scaling_split=False,
     roundtrip_rows=2000,
+    enrich_items=200,
+    tenant_a_items=1000,
+    tenant_b_items=50,
+    images=300,
 )

@@ -13,6 +13,7 @@ from bench.workloads import (
     export_file,
     inline,
     match,
+    outside,
     progress,
     roundtrip,
     scaling,
@@ -34,4 +35,7 @@ WORKLOADS: dict[str, Workload] = {
     "W10": scaling.w10,
     "R1": roundtrip.r1,
     "X1": export_file.x1,
+    "E1": outside.e1,
+    "E2": outside.e2,
+    "E3": outside.e3,
 }

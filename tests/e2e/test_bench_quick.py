@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKLOADS = [*(f"W{n}" for n in range(1, 11)), "R1", "X1"]
+WORKLOADS = [*(f"W{n}" for n in range(1, 11)), "R1", "X1", "E1", "E2", "E3"]
 # The workloads measured against a baseline; the others are reported absolute.
-WITH_BASELINE = {"W1", "W2", "W3", "W4", "W5", "W9", "R1", "X1"}
+WITH_BASELINE = {"W1", "W2", "W3", "W4", "W5", "W9", "R1", "X1", "E1", "E2", "E3"}
 ENTRY_KEYS = {"ours", "baseline", "unit", "ratio", "target", "met", "note"}
 
 
