@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from bench.catalog import BenchError, Tenant, log
-from bench.clients import graphql, mutation_sender, timed_job, watch_job
+from bench.clients import graphql, mutation_sender, queued_job, timed_job, watch_job
 from bench.harness import Harness
 from bench.results import Result
 from bench.stack import ROOT, Stack, free_port
@@ -52,8 +53,8 @@ ENRICH = """mutation($ids: [ID!]!) {
                                 target: "description", overwrite: true},
                  options: {mode: BACKGROUND}) {
     __typename ... on JobQueued { job { id } } ... on Rejected { code message field } } }"""
-FETCH = """mutation($sources: [ImageSourceInput!]!) {
-  fetchProductImages(sources: $sources, options: {mode: BACKGROUND}) {
+FETCH = """mutation($file: Upload!) {
+  fetchProductImages(upload: $file, options: {mode: BACKGROUND}) {
     __typename ... on JobQueued { job { id } } ... on Rejected { code message field } } }"""
 CANCEL = "mutation($id: ID!) { cancelJob(id: $id) { __typename } }"
 JOB = "query($id: ID!) { job(id: $id) { status processed failed usage { calls rateLimited } } }"
@@ -213,6 +214,24 @@ async def e2(h: Harness) -> Result:
     )
 
 
+def upload_sender(token: str, content: bytes) -> Callable[[httpx.AsyncClient], Awaitable[str]]:
+    """fetchProductImages with its sources as an uploaded CSV file (a multipart request)."""
+
+    async def send(client: httpx.AsyncClient) -> str:
+        response = await client.post(
+            "/graphql",
+            data={
+                "operations": json.dumps({"query": FETCH, "variables": {"file": None}}),
+                "map": json.dumps({"0": ["variables.file"]}),
+            },
+            files={"0": ("sources.csv", content, "text/csv")},
+            headers={"Authorization": f"Bearer {token}", "Apollo-Require-Preflight": "true"},
+        )
+        return queued_job(response.json()["data"], "fetchProductImages")
+
+    return send
+
+
 async def bare_downloads(urls: list[str], concurrency: int) -> float:
     """The same URLs through one httpx client, `concurrency` at once; images/s."""
     gate = asyncio.Semaphore(concurrency)
@@ -251,16 +270,16 @@ async def e3(h: Harness) -> Result:
         "BULKOPS_FETCH_REQUESTS_PER_SECOND_PER_HOST": "10000",
         "BULKOPS_FETCH_CONCURRENCY_PER_HOST": str(IMAGE_CONCURRENCY),
     }
-    async with local_server("tests.image_server", "--latency-ms", str(IMAGE_LATENCY_MS)) as host:
-        urls = [f"{host}/images/{i}.png" for i in range(len(skus))]
+    async with local_server(
+        "tests.image_server", "--latency", str(IMAGE_LATENCY_MS / 1000)
+    ) as host:
+        urls = [f"{host}/img/{i}.png" for i in range(len(skus))]
         baseline = await bare_downloads(urls, IMAGE_CONCURRENCY)
-        sources = [{"sku": s, "url": u} for s, u in zip(skus, urls, strict=True)]
+        rows = "".join(f"{s},{u}\n" for s, u in zip(skus, urls, strict=True))
+        content = f"sku,url\n{rows}".encode()
         async with h.running("E3", workers=1, env=env) as stack:
             timed = await timed_job(
-                stack,
-                tenant.token,
-                mutation_sender(tenant.token, FETCH, {"sources": sources}, "fetchProductImages"),
-                timeout=JOB_TIMEOUT,
+                stack, tenant.token, upload_sender(tenant.token, content), timeout=JOB_TIMEOUT
             )
     final: dict[str, Any] = timed.final
     if final["status"] != "SUCCEEDED":

@@ -17,6 +17,7 @@ The engine that runs the three steps for jobs and inline runs is
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -27,6 +28,10 @@ from bulkops.config import Settings
 from bulkops.operations.base import BatchContext, BatchOutcome, Operation
 from bulkops.outside import Limits, OutsideCalls, Usage
 from bulkops.storage import LocalStorage
+
+# A job's batch holds about this many seconds of calls at the provider's rate.
+CALL_BATCH_SECONDS = 4.0
+MAX_CALL_BATCH = 1000
 
 
 class HasId(Protocol):
@@ -78,6 +83,19 @@ class CallingOperation(Operation[P], Generic[P, ItemT, ResultT]):
     @abstractmethod
     def limits(self, settings: Settings) -> Limits:
         """How the provider may be called."""
+
+    def batch_size(self, settings: Settings) -> int:
+        """Items per batch of a job: what the provider's rate allows in about
+        `CALL_BATCH_SECONDS` (at least the operation's own batch size, at most
+        `MAX_CALL_BATCH`). Between two batches the calls in flight drain before the next
+        batch is read, which costs about one answer's time; a batch of several seconds of
+        calls keeps that a small share, and a killed worker still repeats at most those
+        few seconds of calls."""
+        size = self.thresholds.batch_size
+        rate = self.limits(settings).requests_per_second
+        if rate is not None:
+            size = max(size, math.ceil(rate * CALL_BATCH_SECONDS))
+        return min(size, MAX_CALL_BATCH)
 
     def check_configured(self, settings: Settings) -> None:
         """Refuse (InputError PROVIDER_NOT_CONFIGURED naming the setting) when the

@@ -155,7 +155,9 @@ async def _run_batches(
     longest = time.monotonic() + settings.slice_seconds * SLICES_IN_A_ROW
     params = op.parse_params(job.params)
     selection = Selection.from_job(stored_selection)
-    batch_size = settings.batch_size or op.thresholds.batch_size
+    batch_size = settings.batch_size or (
+        op.batch_size(settings) if isinstance(op, CallingOperation) else op.thresholds.batch_size
+    )
     last_publish = time.monotonic()
     while True:
         started = time.perf_counter()
