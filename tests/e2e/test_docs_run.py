@@ -231,7 +231,7 @@ class Newcomer:
         return code.replace(JOB_PLACEHOLDER, self.job_id or JOB_PLACEHOLDER)
 
     def _variables(self, operation: OperationDefinitionNode) -> dict[str, Any]:
-        names = {v.variable.name.value for v in operation.variable_definitions}
+        names = {v.variable.name.value for v in operation.variable_definitions or ()}
         return {"id": self.job_id} if names == {"id"} else {}
 
     async def _post(self, code: str, operation: OperationDefinitionNode) -> Any:
