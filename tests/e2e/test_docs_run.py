@@ -206,9 +206,12 @@ class Newcomer:
                 actual = await self._post(example.code, operation)
         elif example.language == "sh":
             await run_worker(self.settings)
-            output = await asyncio.to_thread(self._shell, example.code)
+            done = await asyncio.to_thread(self._shell, example.code)
+            if done.returncode != 0:
+                return [f"exit {done.returncode}: {done.stderr}{done.stdout}"]
+            output = done.stdout
             if example.answer_language != "json":
-                return same_text(example.answer or "", output) if example.answer else []
+                return [] if example.answer is None else same_text(example.answer, output)
             actual = json.loads(output)
         else:
             return [f"cannot run a {example.language} block"]
@@ -217,7 +220,8 @@ class Newcomer:
             return [f"errors: {actual['errors']}"]
         if example.answer is None:
             return []
-        return same_shape(json.loads(example.answer), actual)
+        differences = same_shape(json.loads(example.answer), actual)
+        return differences + [f"it answered: {json.dumps(actual)}"] if differences else []
 
     def _operation(self, code: str) -> OperationDefinitionNode:
         [operation] = [
@@ -259,7 +263,7 @@ class Newcomer:
         assert messages[-1]["type"] == "complete", messages
         return payloads[-1]
 
-    def _shell(self, code: str) -> str:
+    def _shell(self, code: str) -> subprocess.CompletedProcess[str]:
         names = sorted(set(ASSIGNED.findall(code)))
         keep = (
             f"\ndeclare -p {' '.join(names)} >> {shlex.quote(str(self.shell_state))}"
@@ -271,7 +275,7 @@ class Newcomer:
             + code.replace(DOCS_URL, self.server)
             + keep
         )
-        done = subprocess.run(
+        return subprocess.run(
             ["bash", "-c", script],
             cwd=self.workdir,
             env={"PATH": os.environ["PATH"], "TOKEN": self.token, "HOME": str(self.workdir)},
@@ -279,8 +283,6 @@ class Newcomer:
             text=True,
             timeout=30,
         )
-        assert done.returncode == 0, f"exit {done.returncode}: {done.stderr}{done.stdout}"
-        return done.stdout
 
 
 @pytest.mark.skipif(
