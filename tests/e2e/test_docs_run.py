@@ -23,7 +23,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,29 +79,25 @@ class Example:
 
 
 def examples(path: Path) -> list[Example]:
-    """The runnable blocks of one markdown file, in order, each with the answer after it."""
+    """The runnable blocks of one markdown file, in order, each with its answer: the block
+    right after it marked `answer`, or for a subscription left open, the later one marked
+    `last` (its last message, once the job started meanwhile has ended)."""
     text = path.read_text()
-    blocks = [
-        (m.group("info").split(), m.group("body"), text.count("\n", 0, m.start()) + 1)
-        for m in FENCE.finditer(text)
-    ]
-    found = []
-    for index, (info, body, line) in enumerate(blocks):
-        if "run" not in info[1:]:
-            continue
-        answer = answer_language = None
-        if index + 1 < len(blocks) and "answer" in blocks[index + 1][0][1:]:
-            answer, answer_language = blocks[index + 1][1], blocks[index + 1][0][0]
-        found.append(
-            Example(
-                source=path.relative_to(ROOT).as_posix(),
-                line=line,
-                language=info[0],
-                code=body,
-                answer=answer,
-                answer_language=answer_language,
-            )
-        )
+    found: list[Example] = []
+    previous_ran = False
+    for match in FENCE.finditer(text):
+        language, *marks = match.group("info").split() or [""]
+        body = match.group("body")
+        if "run" in marks:
+            line = text.count("\n", 0, match.start()) + 1
+            source = path.relative_to(ROOT).as_posix()
+            found.append(Example(source, line, language, body, None, None))
+        elif "answer" in marks and previous_ran:
+            found[-1] = replace(found[-1], answer=body, answer_language=language)
+        elif "last" in marks:
+            index = max(i for i, e in enumerate(found) if e.answer is None)
+            found[index] = replace(found[index], answer=body, answer_language=language)
+        previous_ran = "run" in marks
     return found
 
 
@@ -201,15 +197,19 @@ class Newcomer:
         self.http = http
         self.owner = owner
         self.job_id: str | None = None
+        # A subscription to every job of the tenant, open while the next examples run.
+        self.following: tuple[Example, Subscription] | None = None
         self.shell_state = workdir / ".shell-state"
         self.shell_state.write_text("")
 
     async def run(self, example: Example) -> list[str]:
         """The differences between the example's answer and the docs'."""
-        # The docs' address is `make dev`'s; links in answers are the server's own.
-        answer = None if example.answer is None else example.answer.replace(DOCS_URL, self.server)
+        answer = example.answer
         if example.language == "graphql":
             operation = self._operation(example.code)
+            if operation.operation == OperationType.SUBSCRIPTION and not self._variables(operation):
+                self.following = (example, await self._open(example.code))
+                return []
             if operation.operation == OperationType.SUBSCRIPTION:
                 actual: Any = await self._subscribe(example.code, operation)
             else:
@@ -224,25 +224,59 @@ class Newcomer:
             if "JOB" in ASSIGNED.findall(example.code):
                 self.job_id = self._shell_variable("JOB")
             if example.answer_language != "json":
-                return [] if answer is None else same_text(answer, output)
+                if answer is None:
+                    return []
+                return same_text(answer.replace(DOCS_URL, self.server), output)
             actual = json.loads(output)
         else:
             return [f"cannot run a {example.language} block"]
         self.job_id = (job_ids(actual) or [self.job_id])[-1]
         if "errors" in actual and (answer is None or '"errors"' not in answer):
             return [f"errors: {actual['errors']}"]
+        return self._compare(answer, actual)
+
+    def _compare(self, answer: str | None, actual: Any) -> list[str]:
         if answer is None:
             return []
-        differences = same_shape(json.loads(answer), actual)
+        # The docs' address is `make dev`'s; links in answers are the server's own.
+        differences = same_shape(json.loads(answer.replace(DOCS_URL, self.server)), actual)
         return [*differences, f"it answered: {json.dumps(actual)}"] if differences else []
 
-    async def _drain(self) -> None:
-        """Let a worker take every job queued so far, as `make dev`'s would by now."""
-        unfinished = await self.owner.fetchval(
+    async def follow_to_the_end(self) -> tuple[Example, list[str]] | None:
+        """Once a job has been queued, the open subscription's messages while a worker
+        runs it, to its end: the subscription's example and how its last message differs
+        from the docs'. None while nothing has been queued."""
+        if self.following is None or not await self._unfinished():
+            return None
+        example, subscription = self.following
+        self.following = None
+        worker = asyncio.create_task(run_worker(self.settings))
+        seen = []
+        try:
+            while True:
+                message = await subscription.next(timeout=15)
+                assert message["type"] == "next", message
+                job = next(iter(message["payload"]["data"].values()))
+                seen.append(job["status"])
+                if job["status"] in TERMINAL_STATUSES:
+                    break
+        finally:
+            await worker
+            await subscription.close()
+        # Every change of status reaches every subscriber: the reader sees the job run.
+        watched = [] if seen[:2] == ["QUEUED", "RUNNING"] else [f"statuses seen: {seen}"]
+        return example, watched + self._compare(example.answer, message["payload"])
+
+    async def _unfinished(self) -> bool:
+        count: int = await self.owner.fetchval(
             "SELECT count(*) FROM jobs WHERE status <> ALL($1::text[])",
             [status.value for status in TERMINAL_STATUSES],
         )
-        if unfinished:
+        return count > 0
+
+    async def _drain(self) -> None:
+        """Let a worker take every job queued so far, as `make dev`'s would by now."""
+        if await self._unfinished():
             await run_worker(self.settings)
 
     def _operation(self, code: str) -> OperationDefinitionNode:
@@ -268,14 +302,18 @@ class Newcomer:
         )
         return response.json()
 
-    async def _subscribe(self, code: str, operation: OperationDefinitionNode) -> Any:
-        """Follows the job live while a worker runs it; the last message it got."""
+    async def _open(self, code: str, variables: dict[str, Any] | None = None) -> Subscription:
         subscription = Subscription(
             self.server.replace("http://", "ws://") + "/graphql", self.token
         )
         await subscription.connect()
+        await subscription.start(self._filled(code), variables or {})
+        return subscription
+
+    async def _subscribe(self, code: str, operation: OperationDefinitionNode) -> Any:
+        """Follows the job live while a worker runs it; the last message it got."""
+        subscription = await self._open(code, self._variables(operation))
         try:
-            await subscription.start(self._filled(code), self._variables(operation))
             worker = asyncio.create_task(run_worker(self.settings))
             messages = await subscription.messages(timeout=15)
             await worker
@@ -334,7 +372,10 @@ async def test_the_docs_examples_run_in_order_on_the_demo_catalog(
     assert {example.source for example in runnable} == {"README.md", "docs/api.md"}
     wrong = []
     for example in runnable:
-        differences = await newcomer.run(example)
-        if differences:
-            wrong.append(f"{example.where} ({example.language}):\n  " + "\n  ".join(differences))
+        ran = [(example, await newcomer.run(example))]
+        followed = await newcomer.follow_to_the_end()
+        for where, differences in ran + ([followed] if followed else []):
+            if differences:
+                wrong.append(f"{where.where} ({where.language}):\n  " + "\n  ".join(differences))
+    assert newcomer.following is None, "a subscription was left open: no job ended meanwhile"
     assert not wrong, "examples answer differently from the docs:\n" + "\n".join(wrong)
