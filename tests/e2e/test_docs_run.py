@@ -5,8 +5,10 @@ An example to run is a fenced block whose info string says `run` (```graphql run
 the block after it, when its info string says `answer` (```json answer, ```text answer), is
 what it answers. GraphQL goes over HTTP, a subscription over a websocket; shell blocks run in
 bash with the real curl and jq, `$TOKEN` being the demo tenant's token and variables carried
-from one shell block to the next. A worker takes the queued jobs before each example, except
-that a subscription follows its job live while the worker runs it.
+from one shell block to the next. `<the job id>` (and a `$id` variable) is the job queued
+last. A worker takes the queued jobs before each example, except that a subscription follows
+its job live while the worker runs it; a subscription naming no job (`jobs`) stays open until
+a job queued after it has ended, and its answer is the later block marked `last`.
 
 Answers are compared by shape: the same keys, lists of the same length, values of the same
 types, and equal values except where the docs cannot know them: a string with `…` stands for
@@ -230,7 +232,9 @@ class Newcomer:
             actual = json.loads(output)
         else:
             return [f"cannot run a {example.language} block"]
-        self.job_id = (job_ids(actual) or [self.job_id])[-1]
+        queued = job_ids(actual)
+        if queued:
+            self.job_id = queued[-1]
         if "errors" in actual and (answer is None or '"errors"' not in answer):
             return [f"errors: {actual['errors']}"]
         return self._compare(answer, actual)
