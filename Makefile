@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test test-all lint fmt typecheck schema bench bench-quick browser check clean
+.PHONY: install dev test test-all lint fmt typecheck schema bench bench-quick browser doc-tools check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,16 @@ browser:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install browser
+# curl and jq, which the docs' examples use (tests/e2e/test_docs_run.py runs them).
+doc-tools:
+	@command -v curl >/dev/null 2>&1 && command -v jq >/dev/null 2>&1 || { \
+	  echo "installing curl and jq for the docs' examples"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl jq >/dev/null; }
+
+test: install browser doc-tools
 	$(BIN)/pytest
 
-test-all: install browser
+test-all: install browser doc-tools
 	$(BIN)/pytest -m "slow or not slow"
 
 lint: install

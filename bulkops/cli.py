@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[scope.value for scope in Scope],
         default=Scope.ADMIN.value,
         help="read: queries, subscriptions, downloads; write: also bulk mutations and job "
-        "actions; admin (default): everything",
+        "actions; admin (default): everything of the tenant; operator: also what every "
+        "tenant shares (queueStatus), for the service's operators only",
     )
     tokens.add_parsers(token)
     p = sub.add_parser("seed", help="add realistic products to a tenant")

@@ -58,11 +58,14 @@ class ExportFormat(StrEnum):
 
 
 class Scope(StrEnum):
-    """What a caller may do; each scope includes the ones before it."""
+    """What a caller may do; each scope includes the ones before it. `operator` is the
+    service's own, not a tenant's: it reads what every tenant shares (the queue, the
+    workers), so only `bulkops token create --scope operator` grants it, never a JWT."""
 
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+    OPERATOR = "operator"
 
     @property
     def includes(self) -> frozenset[Scope]:

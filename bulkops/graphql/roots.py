@@ -110,7 +110,10 @@ class Query:
     def operations(self, info: Info) -> list[OperationInfo]:
         return job_resolvers.operations(info)
 
-    @strawberry.field(description="Waiting and running slices, and the live workers (admin).")
+    @strawberry.field(
+        description="The queue every tenant shares: waiting and running slices, and the live "
+        "workers (operator scope: a tenant's admin gets FORBIDDEN)."
+    )
     async def queue_status(self, info: Info) -> QueueStatus:
         return await queue_resolvers.queue_status(info)
 

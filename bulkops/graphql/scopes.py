@@ -21,8 +21,9 @@ from bulkops.models import Caller
 
 # What a caller without any scope may still ask: who it is, and the schema.
 OPEN_FIELDS = frozenset({"viewer", "__typename", "__schema", "__type"})
-# Root fields needing more than their operation type's scope (admin-only fields).
-FIELD_SCOPES: dict[str, Scope] = {"queueStatus": Scope.ADMIN}
+# Root fields needing more than their operation type's scope. The shared queue and the
+# workers' hosts tell about every tenant's load and the deployment, so not a tenant's admin.
+FIELD_SCOPES: dict[str, Scope] = {"queueStatus": Scope.OPERATOR}
 _RANK = {scope: rank for rank, scope in enumerate(Scope)}
 
 

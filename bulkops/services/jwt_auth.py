@@ -32,7 +32,8 @@ ALLOWED_ALGORITHMS = frozenset(
 )
 MAX_TOKEN_CHARS = 16_384
 MAX_SUBJECT_CHARS = 255
-_SCOPE_NAMES = frozenset(s.value for s in Scope)
+# A tenant's sign-in provider grants the tenant's scopes; `operator` is not one of them.
+_SCOPE_NAMES = frozenset(s.value for s in Scope if s != Scope.OPERATOR)
 
 
 class AuthUnavailable(BulkopsError):

@@ -223,6 +223,15 @@ async def test_scopes_come_from_the_token(
     assert await owner.fetchval("SELECT count(*) FROM products") == 2
 
 
+async def test_a_jwt_never_makes_an_operator(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    # The sign-in provider speaks for a tenant; seeing every tenant's queue is not its to grant.
+    token = sign(RSA, claims(scope="admin operator"))
+    response = await post(http, token, VIEWER)
+    assert response.json()["data"]["viewer"]["scopes"] == ["admin"]
+    response = await post(http, token, {"query": "{ queueStatus { runningSlices } }"})
+    assert response.json()["errors"][0]["extensions"] == {"code": "FORBIDDEN", "scope": "operator"}
+
+
 async def test_created_by_is_the_subject(
     http: httpx.AsyncClient, owner: asyncpg.Connection, tenant: Tenant, storage: LocalStorage
 ) -> None:

@@ -1,5 +1,6 @@
 """`queueStatus` as an operator sees it: the waiting slices by priority and the longest wait,
-the running ones, the live workers from their heartbeats, and only for admin tokens."""
+the running ones, the live workers from their heartbeats, and only for operator tokens (a
+tenant's admin does not see the shared queue or the workers' hosts)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from bulkops.config import Settings
 from bulkops.services.queue import enqueue_slice
@@ -19,13 +21,20 @@ from bulkops.storage import LocalStorage
 from bulkops.tasks.heartbeat import Heartbeat
 from tests.api.queries import DELETE
 from tests.api.test_scopes import assert_forbidden, token_with
-from tests.support import GraphQLClient, Runner, Tenant, make_products, run_worker
+from tests.support import GraphQLClient, Runner, Tenant, make_products, make_tenant, run_worker
 
 QUEUE_STATUS = """
 { queueStatus {
     waiting { priority count } deferred runningSlices oldestWaitingSeconds
     workers { id host startedAt lastSeenAt runningSlices }
 } }"""
+
+
+@pytest.fixture
+async def operator(http: httpx.AsyncClient, owner: asyncpg.Connection) -> GraphQLClient:
+    """The service's operator, with a token of its own tenant."""
+    ops = await make_tenant(owner, "ops")
+    return GraphQLClient(http, await token_with(owner, ops, "operator", "on call"))
 
 
 async def queue_job(gql: GraphQLClient, ids: list[int], priority: str) -> str:
@@ -53,13 +62,17 @@ async def until(gql: GraphQLClient, check: Any, timeout: float = 10.0) -> dict[s
 
 
 async def test_waiting_jobs_by_priority_and_the_longest_wait(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient,
+    operator: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
 ) -> None:
     ids = await make_products(owner, storage, tenant, 4, with_images=False)
     for product_id, priority in zip(ids, ["HIGH", "NORMAL", "NORMAL", "LOW"], strict=True):
         await queue_job(gql, [product_id], priority)
 
-    current = await status(gql)
+    current = await status(operator)
     assert current["waiting"] == [
         {"priority": "HIGH", "count": 1},
         {"priority": "NORMAL", "count": 2},
@@ -71,8 +84,8 @@ async def test_waiting_jobs_by_priority_and_the_longest_wait(
     assert current["workers"] == []
 
 
-async def test_an_empty_queue_has_no_oldest_wait(gql: GraphQLClient) -> None:
-    current = await status(gql)
+async def test_an_empty_queue_has_no_oldest_wait(operator: GraphQLClient) -> None:
+    current = await status(operator)
     assert current["oldestWaitingSeconds"] is None
     assert sum(entry["count"] for entry in current["waiting"]) == 0
 
@@ -92,7 +105,7 @@ async def test_the_longest_wait_counts_from_when_a_slice_could_start(settings: S
 
 
 async def test_a_worker_is_listed_while_it_heartbeats_and_dropped_after_its_ttl(
-    gql: GraphQLClient, settings: Settings
+    operator: GraphQLClient, settings: Settings
 ) -> None:
     quick = settings.model_copy(
         update={"worker_heartbeat_seconds": 0.05, "worker_heartbeat_ttl_seconds": 0.5}
@@ -101,14 +114,14 @@ async def test_a_worker_is_listed_while_it_heartbeats_and_dropped_after_its_ttl(
         heartbeat = Heartbeat(runner.deps, runner.redis)
         heartbeat.start()
         try:
-            listed = await until(gql, lambda s: s["workers"])
+            listed = await until(operator, lambda s: s["workers"])
             [worker] = listed["workers"]
             assert worker["id"] == runner.deps.worker_id
             assert worker["host"] == socket.gethostname()
             assert worker["runningSlices"] == 0
             seen = datetime.fromisoformat(worker["lastSeenAt"])
             renewed = await until(
-                gql, lambda s: datetime.fromisoformat(s["workers"][0]["lastSeenAt"]) > seen
+                operator, lambda s: datetime.fromisoformat(s["workers"][0]["lastSeenAt"]) > seen
             )
             assert renewed["workers"][0]["startedAt"] == worker["startedAt"]
 
@@ -116,7 +129,7 @@ async def test_a_worker_is_listed_while_it_heartbeats_and_dropped_after_its_ttl(
             assert heartbeat.task is not None
             heartbeat.task.cancel()
             started = time.monotonic()
-            await until(gql, lambda s: not s["workers"], timeout=5)
+            await until(operator, lambda s: not s["workers"], timeout=5)
             assert time.monotonic() - started < 2
         finally:
             await heartbeat.stop()
@@ -124,6 +137,7 @@ async def test_a_worker_is_listed_while_it_heartbeats_and_dropped_after_its_ttl(
 
 async def test_a_running_worker_shows_its_slice_and_leaves_when_it_stops(
     gql: GraphQLClient,
+    operator: GraphQLClient,
     owner: asyncpg.Connection,
     storage: LocalStorage,
     tenant: Tenant,
@@ -137,7 +151,7 @@ async def test_a_running_worker_shows_its_slice_and_leaves_when_it_stops(
     worker = asyncio.create_task(run_worker(slow))
     try:
         busy = await until(
-            gql,
+            operator,
             lambda s: (
                 s["runningSlices"] == 1
                 and s["workers"][:1] == s["workers"]
@@ -148,15 +162,17 @@ async def test_a_running_worker_shows_its_slice_and_leaves_when_it_stops(
     finally:
         await worker
     # A worker that stops cleanly leaves the list at once, not after its TTL.
-    assert (await status(gql))["workers"] == []
+    assert (await status(operator))["workers"] == []
 
 
-async def test_only_admin_tokens_see_the_queue(
-    http: httpx.AsyncClient, owner: asyncpg.Connection, tenant: Tenant
+async def test_only_operator_tokens_see_the_queue(
+    http: httpx.AsyncClient, owner: asyncpg.Connection, tenant: Tenant, operator: GraphQLClient
 ) -> None:
-    for scope in ("read", "write"):
+    # A tenant's admin administers its tenant, not the service every tenant shares.
+    for scope in ("read", "write", "admin"):
         token = await token_with(owner, tenant, scope, f"{scope} bot")
         response = await GraphQLClient(http, token).post(QUEUE_STATUS)
-        assert_forbidden(response.json(), "admin")
-    admin = await token_with(owner, tenant, "admin", "ops")
-    assert (await GraphQLClient(http, admin)(QUEUE_STATUS))["queueStatus"]["workers"] == []
+        assert_forbidden(response.json(), "operator")
+    assert (await operator(QUEUE_STATUS))["queueStatus"]["workers"] == []
+    viewer = await operator("{ viewer { tenant scopes } }")
+    assert viewer == {"viewer": {"tenant": "ops", "scopes": ["operator"]}}

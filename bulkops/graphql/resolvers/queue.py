@@ -1,4 +1,4 @@
-"""The queue's status, for operators (admin scope, enforced in `bulkops.graphql.scopes`)."""
+"""The queue's status, for operators (operator scope, enforced in `bulkops.graphql.scopes`)."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ class Viewer:
         description="An API token's name, or a signed-in user's subject (`sub`)."
     )
     scopes: list[str] = strawberry.field(
-        description="What the caller was granted: read, write, admin (each includes the "
-        "ones before it)."
+        description="What the caller was granted: read, write, admin, operator (each "
+        "includes the ones before it)."
     )
 
     @classmethod

@@ -155,7 +155,8 @@ export async function loadSession(token) {
     token,
     viewer,
     operations: meta.operations.map((operation) => operation.name).sort(),
-    canWrite: !scopes || scopes.includes('write') || scopes.includes('admin'),
+    // `viewer.scopes` lists what was granted; each scope includes the ones before it.
+    canWrite: !scopes || ['write', 'admin', 'operator'].some((scope) => scopes.includes(scope)),
     hasCreatedBy: jobFields.has('createdBy'),
     hasNext: jobFields.has('next'),
     hasUsage: jobFields.has('usage'),
