@@ -10,7 +10,9 @@ retries and failing.
   time, doubling each time it opens again without having closed, up to
   `MAX_OPEN_SECONDS`.
 - half-open: after the cool-down one call, of any process, is let through as a probe (the
-  others are still refused). An answer closes the circuit; a failure opens it again.
+  others are still refused, and told to ask again within `PROBE_RECHECK_SECONDS`: the
+  probe's answer may close the circuit any moment). An answer closes the circuit; a
+  failure opens it again.
 
 The state is one Redis hash per provider and a probe key that expires, so a probe whose
 process died frees the way after the call's timeout."""
@@ -33,9 +35,13 @@ log = logging.getLogger(__name__)
 MAX_OPEN_SECONDS = 300.0
 # Failures further apart than this are not counted as in a row.
 FAILURE_WINDOW_SECONDS = 60.0
+# While a probe is out, how soon the calls refused meanwhile ask again (the probe itself
+# holds the way for up to a call's timeout).
+PROBE_RECHECK_SECONDS = 1.0
 
-# KEYS: circuit, probe. ARGV: milliseconds a probe holds the way. Returns
-# {state, seconds left of the cool-down, reason}; state is closed, open or probe.
+# KEYS: circuit, probe. ARGV: milliseconds a probe holds the way, seconds after which a
+# call refused while a probe is out asks again. Returns {state, seconds until it is worth
+# asking again, reason}; state is closed, open or probe.
 _CHECK = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -49,7 +55,7 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
   return {'probe', '0', reason}
 end
 local left = math.max(redis.call('PTTL', KEYS[2]), 0) / 1000
-return {'open', string.format('%.3f', left), reason}
+return {'open', string.format('%.3f', math.min(left, tonumber(ARGV[2]))), reason}
 """
 
 # KEYS: circuit, probe. ARGV: outcome (alive, down, neutral), whether the call was the
@@ -113,7 +119,8 @@ class Circuit:
         """Before an attempt: raises ProviderUnavailable while the circuit is open; True
         when this attempt is the half-open circuit's probe."""
         state, left, reason = await self._check(
-            keys=_keys(provider), args=[str(int(probe_seconds * 1000) + 1)]
+            keys=_keys(provider),
+            args=[str(int(probe_seconds * 1000) + 1), repr(PROBE_RECHECK_SECONDS)],
         )
         state = _text(state)
         if state == "open":

@@ -7,8 +7,9 @@ spread out rather than refused and retried together. The `limits` package only a
 "may I, now?" (a moving window: no reservation of a later turn, nothing given back), hence
 the script.
 
-- requests: time is cut into slots of `1 / requests_per_second`, one call per slot, so no
-  one-second window ever holds more calls than the rate allows. A call books the first
+- requests: time is cut into slots of `(1 s + JITTER_SECONDS) / requests_per_second`, one
+  call per slot, so no one-second window ever holds more calls than the rate allows, even
+  as the provider sees them, each a few milliseconds late or early. A call books the first
   free slot from its tenant's next turn on, at most `HORIZON_SECONDS` (or two slots)
   ahead. Fair share: each tenant's turns come at `active tenants / rate` apart, where a
   tenant is active while it has a turn booked or due; a tenant alone has the whole rate.
@@ -34,6 +35,11 @@ from bulkops.constants import provider_key
 # How far ahead a call may book its turn: what a newcomer waits at most behind the calls
 # booked before it came.
 HORIZON_SECONDS = 0.25
+# The slack kept between a call and the one `requests_per_second` calls later, beyond the
+# second between them: without it a provider counting a sliding one-second window sees
+# the later call a fraction of a millisecond too early about once a second (the calls'
+# own timing varies that much on the way) and answers 429.
+JITTER_SECONDS = 0.02
 
 # KEYS: slots (sorted set of booked slot numbers), tenants (sorted set of each active
 # tenant's next turn), the tenant's comeback time, tokens, pause. ARGV: slot length (0: no
@@ -150,7 +156,7 @@ class SharedLimiter:
         it), or (False, seconds after which to ask again: the turn is past the horizon)."""
         slot = horizon = 0.0
         if requests_per_second:
-            slot = 1.0 / requests_per_second
+            slot = (1.0 + JITTER_SECONDS) / requests_per_second
             horizon = max(2, math.ceil(HORIZON_SECONDS * requests_per_second))
         cost = bucket = 0.0
         if tokens_per_minute:
