@@ -326,3 +326,29 @@ async def test_a_token_without_the_admin_scope_may_not_manage_endpoints(
     await insert_token(owner, tenant.id, hash_token(token), scope="write")
     response = await GraphQLClient(http, token).post(ENDPOINTS)
     assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_an_endpoint_failing_for_longer_than_the_setting_is_disabled_with_a_reason(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    await make_products(owner, storage, tenant, 2, with_images=False)
+    failing_for = settings.model_copy(update={"webhook_disable_after_hours": 1 / 3600})
+    async with provider_server() as receiver, worker(failing_for):
+        receiver.answer(JSONResponse({"error": "boom"}, status_code=500))
+        created = await create(gql, receiver.url("/broken"), ["job.queued"])
+        await queue_job(gql)
+
+        async def disabled() -> dict[str, Any] | None:
+            endpoint = (await endpoints(gql))[created["endpoint"]["id"]]
+            return None if endpoint["enabled"] else endpoint
+
+        endpoint = await until(disabled)
+    assert endpoint["disabledReason"].startswith("Every delivery has failed since")
+    [delivery] = deliveries(endpoint)
+    assert delivery["lastResponseStatus"] == 500
+    assert delivery["lastError"] == "500 Internal Server Error: boom"
+    assert delivery["attempts"] >= 2
