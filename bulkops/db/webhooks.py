@@ -10,6 +10,8 @@ from typing import Any
 
 import asyncpg
 
+from bulkops.models import ExportFileRow
+
 
 @dataclass(frozen=True)
 class EndpointRow:
@@ -247,6 +249,18 @@ async def get_delivery(conn: asyncpg.Connection, delivery_id: str) -> DeliveryRo
         delivery_id,
     )
     return DeliveryRow.from_row(row) if row is not None else None
+
+
+async def export_file_of_job(conn: asyncpg.Connection, job_id: str) -> ExportFileRow | None:
+    """The file an exportProducts job wrote, while it is kept."""
+    row = await conn.fetchrow(
+        """SELECT f.* FROM jobs j
+           JOIN export_files f ON f.id::text = j.params->>'file_id' AND f.tenant_id = j.tenant_id
+           WHERE j.id = $1 AND j.tenant_id = current_tenant_id()
+             AND j.operation = 'exportProducts'""",
+        job_id,
+    )
+    return ExportFileRow.from_row(row) if row is not None else None
 
 
 async def claim_due(

@@ -19,6 +19,7 @@ import random
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from standardwebhooks import Webhook
@@ -31,7 +32,9 @@ from bulkops.db.webhooks import DeliveryRow as Delivery
 from bulkops.db.webhooks import EndpointRow as Endpoint
 from bulkops.errors import InputError, NotFoundError
 from bulkops.outside import CallFailed, Posted, check_public_url
+from bulkops.services import export_files
 from bulkops.services.container import Services
+from bulkops.services.signing import signing_key
 
 __all__ = ["EVENTS", "Delivery", "Endpoint"]
 
@@ -226,9 +229,36 @@ async def redeliver(services: Services, tenant_id: str, delivery_id: str) -> Del
     return delivery
 
 
-def body_of(claimed: ClaimedDelivery) -> bytes:
-    """The delivery's body: the same bytes on every attempt."""
-    return json.dumps(claimed.payload, separators=(",", ":"), ensure_ascii=False).encode()
+def body_of(payload: dict[str, Any]) -> bytes:
+    """A delivery's body: the same bytes for the same payload."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+async def with_links(services: Services, claimed: ClaimedDelivery) -> dict[str, Any]:
+    """The payload with the job's links, made when it is sent (the trigger that wrote it
+    knows no URLs): `errorsUrl` (the failed items as CSV, for a bearer token with the
+    read scope) when items failed, and an export's `resultFile` (a signed link) once it
+    has ended with its file, while the file is kept."""
+    data = claimed.payload.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("job"), dict):
+        return claimed.payload
+    job: dict[str, Any] = data["job"]
+    base = services.settings.public_url.rstrip("/")
+    result_file: dict[str, Any] | None = None
+    if job.get("operation") == "exportProducts" and job.get("status") in ("SUCCEEDED", "PARTIAL"):
+        async with tenant_transaction(services.pool, claimed.tenant_id) as conn:
+            file = await db.export_file_of_job(conn, str(job["id"]))
+        if file is not None and file.expires_at > datetime.now(UTC):
+            link = export_files.link(signing_key(services.settings), base, file)
+            result_file = {
+                "url": link.url,
+                "expiresAt": link.expires_at.isoformat().replace("+00:00", "Z"),
+                "rows": file.rows,
+                "format": file.format.upper(),
+            }
+    errors_url = f"{base}/jobs/{job['id']}/errors.csv" if job.get("failed") else None
+    linked = {**job, "resultFile": result_file, "errorsUrl": errors_url}
+    return {**claimed.payload, "data": {**data, "job": linked}}
 
 
 def signed_headers(claimed: ClaimedDelivery, body: bytes, now: datetime) -> dict[str, str]:
@@ -268,7 +298,7 @@ async def deliver_due(services: Services) -> int:
 
 async def _deliver(services: Services, claimed: ClaimedDelivery) -> None:
     settings = services.settings
-    body = body_of(claimed)
+    body = body_of(await with_links(services, claimed))
     now = datetime.now(UTC)
     posted = await services.outside.post_once(
         claimed.url,

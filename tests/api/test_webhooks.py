@@ -352,3 +352,34 @@ async def test_an_endpoint_failing_for_longer_than_the_setting_is_disabled_with_
     assert delivery["lastResponseStatus"] == 500
     assert delivery["lastError"] == "500 Internal Server Error: boom"
     assert delivery["attempts"] >= 2
+
+
+EXPORT = """
+mutation($options: BulkOptions) { exportProducts(format: CSV, options: $options) {
+  __typename ... on JobQueued { job { id } } } }"""
+
+
+async def test_an_exports_succeeded_event_links_its_file_and_the_link_downloads_it(
+    gql: GraphQLClient,
+    http: Any,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    server: str,
+) -> None:
+    await make_products(owner, storage, tenant, 7, with_images=False)
+    async with provider_server() as receiver, worker(settings):
+        created = await create(gql, receiver.url("/export"), ["job.succeeded"])
+        queued = (await gql(EXPORT, {"options": BACKGROUND}))["exportProducts"]
+        assert queued["__typename"] == "JobQueued"
+        await until(lambda: asyncio.sleep(0, result=len(receiver.seen) >= 1))
+    [(_, body)] = verified(created["secret"], receiver.seen)
+    job = body["data"]["job"]
+    assert (job["id"], job["status"], job["errorsUrl"]) == (queued["job"]["id"], "SUCCEEDED", None)
+    assert (job["resultFile"]["rows"], job["resultFile"]["format"]) == (7, "CSV")
+    # The link names the configured public address; this API serves the same path.
+    path = job["resultFile"]["url"].removeprefix(settings.public_url)
+    download = await http.get(path)
+    assert download.status_code == 200
+    assert len(download.text.strip().splitlines()) == 8
