@@ -251,6 +251,19 @@ async def get_delivery(conn: asyncpg.Connection, delivery_id: str) -> DeliveryRo
     return DeliveryRow.from_row(row) if row is not None else None
 
 
+async def enqueue_event(
+    conn: asyncpg.Connection, event: str, data: dict[str, Any], *, job_id: str | None = None
+) -> int:
+    """Write the event `event` (its body's `data`) to the outbox of every endpoint of the
+    current tenant that takes it, in the caller's transaction: it is delivered if and only
+    if that transaction commits. Job events are written by a trigger on jobs; this is for
+    the others (`schedule.skipped`). Returns how many deliveries were made."""
+    made: int = await conn.fetchval(
+        "SELECT enqueue_webhook(current_tenant_id(), $1, $2, $3)", event, job_id, data
+    )
+    return made
+
+
 async def export_file_of_job(conn: asyncpg.Connection, job_id: str) -> ExportFileRow | None:
     """The file an exportProducts job wrote, while it is kept."""
     row = await conn.fetchrow(

@@ -383,3 +383,34 @@ async def test_an_exports_succeeded_event_links_its_file_and_the_link_downloads_
     download = await http.get(path)
     assert download.status_code == 200
     assert len(download.text.strip().splitlines()) == 8
+
+
+async def test_other_events_join_the_outbox_in_their_own_transaction_and_tenant(
+    gql: GraphQLClient, tenant: Tenant, other_tenant: Tenant, settings: Settings
+) -> None:
+    from bulkops.db.pool import create_pool, tenant_transaction
+    from bulkops.db.webhooks import enqueue_event
+
+    created = await create(gql, "https://93.184.215.14/hook", ["schedule.skipped"])
+    pool = await create_pool(settings.database_url or "", role=settings.app_role, min_size=1)
+    try:
+        with contextlib.suppress(RuntimeError):
+            async with tenant_transaction(pool, tenant.id) as conn:
+                await enqueue_event(conn, "schedule.skipped", {"schedule": {"id": "s1"}})
+                raise RuntimeError("rolled back")
+        async with tenant_transaction(pool, tenant.id) as conn:
+            assert await enqueue_event(conn, "job.failed", {}) == 0
+            assert await enqueue_event(conn, "schedule.skipped", {"schedule": {"id": "s2"}}) == 1
+        with pytest.raises(asyncpg.RaiseError):
+            async with tenant_transaction(pool, other_tenant.id) as conn:
+                await conn.execute(
+                    "SELECT enqueue_webhook($1, 'schedule.skipped', NULL, '{}')", tenant.id
+                )
+    finally:
+        await pool.close()
+    [delivery] = deliveries((await endpoints(gql))[created["endpoint"]["id"]])
+    assert (delivery["event"], delivery["jobId"], delivery["status"]) == (
+        "schedule.skipped",
+        None,
+        "PENDING",
+    )

@@ -83,10 +83,43 @@ CREATE FUNCTION job_event(p_old jsonb, p_new jobs) RETURNS text
     END
   $$;
 
--- One delivery per enabled endpoint of the job's tenant whose filter takes the event,
--- all with one event id. SECURITY DEFINER so that it works whoever changes the job
+-- One delivery of the event `p_event` per enabled endpoint of `p_tenant` whose filter takes
+-- it, all under one event id (msg_…), the body `{"type", "timestamp", "data": p_data}` fixed
+-- now. Called in the transaction of the change the event is about, so the event exists
+-- exactly when the change does. SECURITY DEFINER so that it works whoever makes the change
 -- (a tenant's transaction, or a housekeeping function spanning tenants); it reads and
--- writes only the job's own tenant's rows. A tenant without endpoints costs one index probe.
+-- writes only `p_tenant`'s rows, and outside a trigger only the tenant the transaction acts
+-- as may be named. A tenant without endpoints costs one index probe. Returns the deliveries made.
+CREATE FUNCTION enqueue_webhook(p_tenant uuid, p_event text, p_job uuid, p_data jsonb)
+  RETURNS int
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = public
+  AS $$
+  DECLARE
+    made int;
+  BEGIN
+    IF pg_trigger_depth() = 0 AND current_tenant_id() IS DISTINCT FROM p_tenant THEN
+      RAISE EXCEPTION 'enqueue_webhook: % is not the current tenant', p_tenant;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE tenant_id = p_tenant AND enabled) THEN
+      RETURN 0;
+    END IF;
+    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event, job_id, payload)
+    SELECT p_tenant, e.id, msg.id, p_event, p_job,
+           jsonb_build_object(
+             'type', p_event,
+             'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+             'data', p_data)
+    FROM webhook_endpoints e,
+         (SELECT 'msg_' || replace(gen_random_uuid()::text, '-', '') AS id) msg
+    WHERE e.tenant_id = p_tenant AND e.enabled
+      AND (cardinality(e.events) = 0 OR p_event = ANY (e.events));
+    GET DIAGNOSTICS made = ROW_COUNT;
+    RETURN made;
+  END
+  $$;
+
+-- A job's events (see job_event), with the job's thin snapshot; the links are added when
+-- a delivery is sent.
 CREATE FUNCTION enqueue_job_webhooks() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = public
   AS $$
@@ -98,23 +131,14 @@ CREATE FUNCTION enqueue_job_webhooks() RETURNS trigger
       RETURN NULL;
     END IF;
     ev := job_event(CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END, NEW);
-    IF ev IS NULL THEN
-      RETURN NULL;
+    IF ev IS NOT NULL THEN
+      PERFORM enqueue_webhook(NEW.tenant_id, ev, NEW.id, jsonb_build_object('job',
+        jsonb_build_object(
+          'id', NEW.id, 'operation', NEW.operation, 'status', NEW.status,
+          'version', NEW.version, 'total', NEW.total, 'processed', NEW.processed,
+          'succeeded', NEW.succeeded, 'failed', NEW.failed, 'skipped', NEW.skipped,
+          'resultFile', NULL, 'errorsUrl', NULL)));
     END IF;
-    INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event, job_id, payload)
-    SELECT NEW.tenant_id, e.id, msg.id, ev, NEW.id,
-           jsonb_build_object(
-             'type', ev,
-             'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-             'data', jsonb_build_object('job', jsonb_build_object(
-               'id', NEW.id, 'operation', NEW.operation, 'status', NEW.status,
-               'version', NEW.version, 'total', NEW.total, 'processed', NEW.processed,
-               'succeeded', NEW.succeeded, 'failed', NEW.failed, 'skipped', NEW.skipped,
-               'resultFile', NULL, 'errorsUrl', NULL)))
-    FROM webhook_endpoints e,
-         (SELECT 'msg_' || replace(gen_random_uuid()::text, '-', '') AS id) msg
-    WHERE e.tenant_id = NEW.tenant_id AND e.enabled
-      AND (cardinality(e.events) = 0 OR ev = ANY (e.events));
     RETURN NULL;
   END
   $$;
@@ -165,6 +189,8 @@ CREATE FUNCTION remove_expired_webhook_deliveries(p_retention interval) RETURNS 
     SELECT count(*) FROM gone
   $$;
 
+REVOKE ALL ON FUNCTION enqueue_webhook(uuid, text, uuid, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION enqueue_webhook(uuid, text, uuid, jsonb) TO bulkops_app;
 REVOKE ALL ON FUNCTION claim_webhook_deliveries(int, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION claim_webhook_deliveries(int, interval) TO bulkops_app;
 REVOKE ALL ON FUNCTION remove_expired_webhook_deliveries(interval) FROM PUBLIC;
