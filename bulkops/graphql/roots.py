@@ -431,7 +431,7 @@ class Mutation:
     @strawberry.mutation(
         description="A new endpoint receiving the tenant's events, and its secret (shown "
         "once). Admin scope. Rejected codes, with the field: INVALID_URL (not https, or "
-        "http outside dev mode), PRIVATE_NETWORK, HOST_NOT_FOUND, UNKNOWN_EVENT, "
+        "http outside dev mode), PRIVATE_NETWORK, HOST_NOT_FOUND, UNREACHABLE, UNKNOWN_EVENT, "
         "INVALID_DESCRIPTION, TOO_MANY_ENDPOINTS."
     )
     async def create_webhook_endpoint(

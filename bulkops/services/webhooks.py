@@ -53,6 +53,8 @@ EVENTS = (
 MAX_URL_CHARS = 2000
 MAX_DESCRIPTION_CHARS = 500
 MAX_ENDPOINTS = 50
+# How long saving an endpoint waits for its host name to resolve.
+URL_CHECK_SECONDS = 5.0
 # A sending worker holds a delivery for twice the attempt's own timeout (and a second);
 # a delivery whose worker died is tried again once the hold lapses.
 LEASE_FACTOR = 2.0
@@ -87,9 +89,14 @@ async def checked_url(settings: Settings, url: str) -> str:
             field=["url"],
         )
     try:
-        await check_public_url(url, allow_private=settings.allow_private_networks)
+        async with asyncio.timeout(URL_CHECK_SECONDS):
+            await check_public_url(url, allow_private=settings.allow_private_networks)
     except CallFailed as exc:
         raise InputError(exc.message, code=exc.code, field=["url"]) from exc
+    except TimeoutError as exc:
+        raise InputError(
+            "The URL's host could not be resolved in time.", code="UNREACHABLE", field=["url"]
+        ) from exc
     return url
 
 
