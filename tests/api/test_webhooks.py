@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -414,3 +415,27 @@ async def test_other_events_join_the_outbox_in_their_own_transaction_and_tenant(
         None,
         "PENDING",
     )
+
+
+async def test_pausing_resuming_and_cancelling_a_job_are_events_with_rising_versions(
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+) -> None:
+    await make_products(owner, storage, tenant, 3, with_images=False)
+    created = await create(gql, "https://93.184.215.14/hook")
+    job_id = await queue_job(gql)
+    for action in ("pauseJob", "resumeJob", "cancelJob"):
+        answer = await gql(
+            f"mutation($id: ID!) {{ {action}(id: $id) {{ __typename }} }}", {"id": job_id}
+        )
+        assert answer[action]["__typename"] == "Job", answer
+    # No worker runs: the events wait in the outbox, newest first in the log.
+    log = deliveries((await endpoints(gql))[created["endpoint"]["id"]])
+    assert [d["event"] for d in log] == ["job.cancelled", "job.paused", "job.queued"]
+    assert {d["status"] for d in log} == {"PENDING"}
+    rows = await owner.fetch(
+        "SELECT payload FROM webhook_deliveries WHERE job_id = $1 ORDER BY seq", job_id
+    )
+    jobs = [json.loads(r["payload"])["data"]["job"] for r in rows]
+    versions = [job["version"] for job in jobs]
+    assert versions == sorted(set(versions)), versions
+    assert [job["status"] for job in jobs] == ["QUEUED", "PAUSED", "CANCELLED"]
