@@ -293,19 +293,24 @@ def next_attempt(
 
 async def deliver_due(services: Services) -> int:
     """Claim the due deliveries (at most `webhook_concurrency`), send them at once and
-    record each outcome. Returns how many were sent."""
+    record each outcome as it comes. Returns how many were sent.
+
+    The database work of the sends takes turns (`one_at_a_time`), so that the sender holds
+    at most one connection of the worker's pool, which its job slices need."""
     settings = services.settings
     lease = timedelta(seconds=settings.webhook_timeout_seconds * LEASE_FACTOR + 1)
     async with services.pool.acquire() as conn:
         claimed = await db.claim_due(conn, limit=settings.webhook_concurrency, lease=lease)
     if claimed:
-        await asyncio.gather(*(_deliver(services, c) for c in claimed))
+        one_at_a_time = asyncio.Lock()
+        await asyncio.gather(*(_deliver(services, c, one_at_a_time) for c in claimed))
     return len(claimed)
 
 
-async def _deliver(services: Services, claimed: ClaimedDelivery) -> None:
+async def _deliver(services: Services, claimed: ClaimedDelivery, db_turn: asyncio.Lock) -> None:
     settings = services.settings
-    body = body_of(await with_links(services, claimed))
+    async with db_turn:
+        body = body_of(await with_links(services, claimed))
     now = datetime.now(UTC)
     posted = await services.outside.post_once(
         claimed.url,
@@ -313,6 +318,14 @@ async def _deliver(services: Services, claimed: ClaimedDelivery) -> None:
         headers=signed_headers(claimed, body, now),
         timeout_seconds=settings.webhook_timeout_seconds,
     )
+    async with db_turn:
+        await _record(services, claimed, posted, now)
+
+
+async def _record(
+    services: Services, claimed: ClaimedDelivery, posted: Posted, now: datetime
+) -> None:
+    settings = services.settings
     extra = {"tenant_id": claimed.tenant_id, "delivery_id": claimed.id}
     async with tenant_transaction(services.pool, claimed.tenant_id) as conn:
         if posted.ok:
