@@ -12,7 +12,7 @@ from bulkops.db import export_files as export_files_db
 from bulkops.db import housekeeping as housekeeping_db
 from bulkops.db import image_sources as image_sources_db
 from bulkops.db import imports as imports_db
-from bulkops.services import webhooks
+from bulkops.services import webhook_delivery
 from bulkops.services.files import purge_deleted_files
 from bulkops.services.queue import enqueue_slice, request_purge, waiting_among
 from bulkops.tasks.runner import WorkerDeps
@@ -60,7 +60,7 @@ async def remove_expired(deps: WorkerDeps) -> int:
         await housekeeping_db.remove_expired_match_inputs(conn, retention)
         await image_sources_db.remove_expired(conn, retention)
         await imports_db.remove_stale(conn)
-    await webhooks.remove_expired(deps.services)
+    await webhook_delivery.remove_expired(deps.services)
     log.log(logging.INFO if removed else logging.DEBUG, "removed %d expired job(s)", removed)
     return removed
 

@@ -11,7 +11,7 @@ import logging
 import asyncpg
 
 from bulkops.services.container import Services
-from bulkops.services.webhooks import deliver_due
+from bulkops.services.webhook_delivery import deliver_due
 
 log = logging.getLogger(__name__)
 

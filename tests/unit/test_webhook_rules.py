@@ -9,7 +9,8 @@ import pytest
 from bulkops.config import Settings
 from bulkops.errors import InputError
 from bulkops.outside import Posted
-from bulkops.services.webhooks import checked_events, checked_url, new_secret, next_attempt
+from bulkops.services.webhook_delivery import next_attempt
+from bulkops.services.webhooks import checked_events, checked_url, new_secret
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
