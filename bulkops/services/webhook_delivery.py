@@ -90,23 +90,18 @@ def next_attempt(
     return now + wait
 
 
-async def deliver_due(services: Services) -> int:
-    """Claim the due deliveries (at most `webhook_concurrency`), send them at once and
-    record each outcome as it comes. Returns how many were sent.
-
-    The database work of the sends takes turns (`one_at_a_time`), so that the sender holds
-    at most one connection of the worker's pool, which its job slices need."""
-    settings = services.settings
-    lease = timedelta(seconds=settings.webhook_timeout_seconds * LEASE_FACTOR + 1)
+async def claim(services: Services, limit: int) -> list[ClaimedDelivery]:
+    """Up to `limit` due deliveries of every tenant, now held by this worker for twice the
+    attempt's timeout and a second (its lease)."""
+    lease = timedelta(seconds=services.settings.webhook_timeout_seconds * LEASE_FACTOR + 1)
     async with services.pool.acquire() as conn:
-        claimed = await db.claim_due(conn, limit=settings.webhook_concurrency, lease=lease)
-    if claimed:
-        one_at_a_time = asyncio.Lock()
-        await asyncio.gather(*(_deliver(services, c, one_at_a_time) for c in claimed))
-    return len(claimed)
+        return await db.claim_due(conn, limit=limit, lease=lease)
 
 
-async def _deliver(services: Services, claimed: ClaimedDelivery, db_turn: asyncio.Lock) -> None:
+async def deliver(services: Services, claimed: ClaimedDelivery, db_turn: asyncio.Lock) -> None:
+    """Send one claimed delivery and record how it went. The database work takes turns on
+    `db_turn` with the sender's other deliveries, so that the sender holds at most one
+    connection of the worker's pool, which its job slices need; the POST does not."""
     settings = services.settings
     async with db_turn:
         body = body_of(await with_links(services, claimed))
