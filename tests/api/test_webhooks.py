@@ -439,3 +439,36 @@ async def test_pausing_resuming_and_cancelling_a_job_are_events_with_rising_vers
     versions = [job["version"] for job in jobs]
     assert versions == sorted(set(versions)), versions
     assert [job["status"] for job in jobs] == ["QUEUED", "PAUSED", "CANCELLED"]
+
+
+async def test_a_receiver_that_hangs_does_not_hold_up_another_endpoints_deliveries(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    await make_products(owner, storage, tenant, 2, with_images=False)
+    release = asyncio.Event()
+
+    async def hang(request: Any) -> JSONResponse:
+        await release.wait()
+        return JSONResponse({"ok": True})
+
+    hanging_for = settings.model_copy(update={"webhook_timeout_seconds": 30.0})
+    async with provider_server() as slow, provider_server() as fast, worker(hanging_for):
+        slow.answer(hang)
+        await create(gql, slow.url("/slow"), ["job.queued"])
+        await queue_job(gql)
+        await until(lambda: asyncio.sleep(0, result=slow.in_flight == 1))
+        # The first delivery hangs; an endpoint created after it still gets the next event.
+        quick = await create(gql, fast.url("/fast"), ["job.queued"])
+        await queue_job(gql)
+        await until(lambda: asyncio.sleep(0, result=len(fast.seen) == 1))
+        # Meanwhile both of the slow endpoint's deliveries hang.
+        await until(lambda: asyncio.sleep(0, result=slow.in_flight == 2))
+        assert not release.is_set() and len(slow.seen) == 2
+        release.set()
+        await until(lambda: asyncio.sleep(0, result=slow.in_flight == 0))
+    [(_, body)] = verified(quick["secret"], fast.seen)
+    assert body["type"] == "job.queued"
