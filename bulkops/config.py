@@ -137,6 +137,34 @@ class Settings(BaseSettings):
     # batch back to the queue (retried at the provider's next try).
     outside_outage_hold_seconds: float = Field(default=60.0, ge=0)
 
+    # Webhooks. The waits before each retry of a delivery (seconds, each jittered by up to
+    # a fifth either way, or longer when the receiver's Retry-After asks): about three days
+    # in all, as Stripe and Svix do; after the last one the delivery has failed.
+    webhook_retry_schedule: list[float] = [
+        5,
+        300,
+        1800,
+        7200,
+        18000,
+        36000,
+        36000,
+        36000,
+        36000,
+        36000,
+        36000,
+    ]
+    # One attempt's time for connecting, sending and the answer.
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    # How often each worker looks for due deliveries, and how many it sends at once.
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_concurrency: int = Field(default=32, ge=1, le=1024)
+    # An endpoint none of whose deliveries has succeeded for this long is disabled.
+    webhook_disable_after_hours: float = Field(default=120.0, gt=0)
+    # After rotateWebhookSecret the previous secret signs too for this long.
+    webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
+    # Delivered and failed deliveries are kept this long in the delivery log.
+    webhook_delivery_retention_days: float = Field(default=30.0, gt=0)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level_name(cls, value: object) -> object:

@@ -36,6 +36,7 @@ from bulkops.graphql.inputs import (
 from bulkops.graphql.resolvers import bulk, catalog, enrich, export_files, fetch_images, matching
 from bulkops.graphql.resolvers import jobs as job_resolvers
 from bulkops.graphql.resolvers import queue as queue_resolvers
+from bulkops.graphql.resolvers import webhooks as webhook_resolvers
 from bulkops.graphql.types.catalog import Dataset, Product
 from bulkops.graphql.types.common import Connection, Info
 from bulkops.graphql.types.jobs import Job, OperationInfo
@@ -43,12 +44,19 @@ from bulkops.graphql.types.queue import QueueStatus
 from bulkops.graphql.types.results import (
     BulkResult,
     CreateDatasetResult,
+    DeleteResult,
     JobActionResult,
     RetryJobResult,
     result_type,
     snake,
 )
 from bulkops.graphql.types.viewer import Viewer
+from bulkops.graphql.types.webhooks import (
+    CreateWebhookEndpointResult,
+    RedeliverWebhookResult,
+    UpdateWebhookEndpointResult,
+    WebhookEndpoint,
+)
 from bulkops.operations import Registry, get_operation
 from bulkops.operations.base import NoParams, Operation
 
@@ -116,6 +124,10 @@ class Query:
     )
     async def queue_status(self, info: Info) -> QueueStatus:
         return await queue_resolvers.queue_status(info)
+
+    @strawberry.field(description="The tenant's webhook endpoints, oldest first (admin scope).")
+    async def webhook_endpoints(self, info: Info) -> list[WebhookEndpoint]:
+        return await webhook_resolvers.webhook_endpoints(info)
 
 
 # Every bulk mutation also answers Rejected with the codes its selection and options name.
@@ -415,6 +427,93 @@ class Mutation:
         ] = RetryScope.FAILED_ITEMS,
     ) -> RetryJobResult:
         return await job_resolvers.retry_job(info, id, scope)
+
+    @strawberry.mutation(
+        description="A new endpoint receiving the tenant's events, and its secret (shown "
+        "once). Admin scope. Rejected codes, with the field: INVALID_URL (not https, or "
+        "http outside dev mode), PRIVATE_NETWORK, HOST_NOT_FOUND, UNREACHABLE, UNKNOWN_EVENT, "
+        "INVALID_DESCRIPTION, TOO_MANY_ENDPOINTS."
+    )
+    async def create_webhook_endpoint(
+        self,
+        info: Info,
+        url: Annotated[
+            str, strawberry.argument(description="Where deliveries are POSTed (https).")
+        ],
+        events: Annotated[
+            list[str] | None,
+            strawberry.argument(
+                description="The events to deliver (job.queued, job.started, job.paused, "
+                "job.succeeded, job.partial, job.failed, job.cancelled, schedule.skipped); "
+                "null or empty: every event."
+            ),
+        ] = None,
+        description: Annotated[
+            str | None, strawberry.argument(description="What the endpoint is for.")
+        ] = None,
+    ) -> CreateWebhookEndpointResult:
+        return await webhook_resolvers.create_endpoint(info, url, events, description)
+
+    @strawberry.mutation(
+        description="Change an endpoint's URL, events or enabled (enabling clears "
+        "disabledReason). Admin scope. Rejected codes: NOT_FOUND and those of "
+        "createWebhookEndpoint."
+    )
+    async def update_webhook_endpoint(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The endpoint.")],
+        url: Annotated[
+            str | None, strawberry.argument(description="A new URL (null: unchanged).")
+        ] = None,
+        events: Annotated[
+            list[str] | None,
+            strawberry.argument(
+                description="The events to deliver (null: unchanged; empty: every event)."
+            ),
+        ] = None,
+        enabled: Annotated[
+            bool | None,
+            strawberry.argument(description="Enable or disable it (null: unchanged)."),
+        ] = None,
+    ) -> UpdateWebhookEndpointResult:
+        return await webhook_resolvers.update_endpoint(info, id, url, events, enabled)
+
+    @strawberry.mutation(
+        description="A new secret for the endpoint (shown once); the previous one signs "
+        "deliveries too for 24 hours, so receivers can switch. Admin scope. Rejected "
+        "code: NOT_FOUND."
+    )
+    async def rotate_webhook_secret(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The endpoint.")],
+    ) -> CreateWebhookEndpointResult:
+        return await webhook_resolvers.rotate_secret(info, id)
+
+    @strawberry.mutation(
+        description="Remove the endpoint and its delivery log. Admin scope. Rejected code: "
+        "NOT_FOUND."
+    )
+    async def delete_webhook_endpoint(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The endpoint.")],
+    ) -> DeleteResult:
+        return await webhook_resolvers.delete_endpoint(info, id)
+
+    @strawberry.mutation(
+        description="Send a delivery's event again now, with the same webhook-id. Admin "
+        "scope. Rejected codes: NOT_FOUND, ENDPOINT_DISABLED."
+    )
+    async def redeliver_webhook(
+        self,
+        info: Info,
+        delivery_id: Annotated[
+            strawberry.ID, strawberry.argument(description="The delivery to send again.")
+        ],
+    ) -> RedeliverWebhookResult:
+        return await webhook_resolvers.redeliver(info, delivery_id)
 
 
 @strawberry.type

@@ -23,7 +23,16 @@ from bulkops.models import Caller
 OPEN_FIELDS = frozenset({"viewer", "__typename", "__schema", "__type"})
 # Root fields needing more than their operation type's scope. The shared queue and the
 # workers' hosts tell about every tenant's load and the deployment, so not a tenant's admin.
-FIELD_SCOPES: dict[str, Scope] = {"queueStatus": Scope.OPERATOR}
+# Webhook endpoints send the tenant's events outside and hold secrets: admin only.
+FIELD_SCOPES: dict[str, Scope] = {
+    "queueStatus": Scope.OPERATOR,
+    "webhookEndpoints": Scope.ADMIN,
+    "createWebhookEndpoint": Scope.ADMIN,
+    "updateWebhookEndpoint": Scope.ADMIN,
+    "rotateWebhookSecret": Scope.ADMIN,
+    "deleteWebhookEndpoint": Scope.ADMIN,
+    "redeliverWebhook": Scope.ADMIN,
+}
 _RANK = {scope: rank for rank, scope in enumerate(Scope)}
 
 

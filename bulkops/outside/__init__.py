@@ -11,7 +11,7 @@ The parts: `client` (what a call sends and reads), `attempts` (one call's attemp
 answers and errors), `usage`."""
 
 from bulkops.outside.attempts import Limits
-from bulkops.outside.client import Downloaded, OutsideCalls
+from bulkops.outside.client import Downloaded, OutsideCalls, Posted
 from bulkops.outside.errors import CallFailed, ProviderUnavailable
 from bulkops.outside.network import check_public_url
 from bulkops.outside.usage import Usage
@@ -21,6 +21,7 @@ __all__ = [
     "Downloaded",
     "Limits",
     "OutsideCalls",
+    "Posted",
     "ProviderUnavailable",
     "Usage",
     "check_public_url",

@@ -4,6 +4,7 @@ circuit.py and network.py."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
@@ -19,14 +20,17 @@ from bulkops.outside.responses import (
     ERROR_BODY_BYTES,
     MAX_JSON_BYTES,
     Answered,
+    failure_of,
     media_type,
+    provider_message,
     read_capped,
     read_response,
 )
+from bulkops.outside.retries import retry_after
 from bulkops.outside.usage import Usage
 
 # Limits lived here first; importing it from here still works.
-__all__ = ["Downloaded", "Limits", "OutsideCalls"]
+__all__ = ["Downloaded", "Limits", "OutsideCalls", "Posted"]
 
 USER_AGENT = "bulkops/0.1"
 MAX_REDIRECTS = 5
@@ -45,6 +49,20 @@ class Downloaded:
     content: bytes
     content_type: str | None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What one POST came to: the answer's `status` (None when none came: `error` says
+    why), the wait it asked for (`Retry-After`, seconds) and, unless 2xx, its message."""
+
+    status: int | None
+    error: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
 
 
 class OutsideCalls:
@@ -127,6 +145,44 @@ class OutsideCalls:
                 usage=usage,
                 tokens=tokens,
             )
+        )
+
+    async def post_once(
+        self, url: str, *, content: bytes, headers: dict[str, str], timeout_seconds: float
+    ) -> Posted:
+        """One POST of `content` to a URL a request gave (a webhook's), through the
+        private-network guard, with no retry, limiter or circuit: the caller keeps its own
+        schedule of attempts (the webhook outbox). Never raises for what the receiver or
+        the network does; redirects are not followed (a 3xx is a failed attempt)."""
+        sent = {"User-Agent": USER_AGENT, "Content-Type": "application/json", **headers}
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                request = self._guarded.build_request(
+                    "POST", url, headers=sent, content=content, timeout=timeout_seconds
+                )
+                response = await self._guarded.send(request, stream=True)
+                try:
+                    if response.is_success:
+                        return Posted(response.status_code)
+                    body = await read_capped(response, ERROR_BODY_BYTES)
+                finally:
+                    await response.aclose()
+        except CallFailed as exc:
+            return Posted(None, error=exc.message)
+        except Exception as exc:
+            try:
+                failure = failure_of(exc, timeout_seconds=timeout_seconds)
+            except CallFailed as failed:
+                return Posted(None, error=failed.message)
+            if failure is None:
+                raise
+            return Posted(None, error=failure.message)
+        phrase = f"{response.status_code} {response.reason_phrase}".strip()
+        said = provider_message(body)
+        return Posted(
+            response.status_code,
+            error=f"{phrase}: {said}" if said else phrase,
+            retry_after=retry_after(response.headers),
         )
 
     async def settle_tokens(

@@ -12,6 +12,7 @@ from bulkops.db import export_files as export_files_db
 from bulkops.db import housekeeping as housekeeping_db
 from bulkops.db import image_sources as image_sources_db
 from bulkops.db import imports as imports_db
+from bulkops.services import webhook_delivery
 from bulkops.services.files import purge_deleted_files
 from bulkops.services.queue import enqueue_slice, request_purge, waiting_among
 from bulkops.tasks.runner import WorkerDeps
@@ -46,9 +47,10 @@ async def reconcile(deps: WorkerDeps, redis: ArqRedis) -> int:
 async def remove_expired(deps: WorkerDeps) -> int:
     """Remove finished jobs past the retention, with their items and errors, expired
     idempotency keys, matchProducts inputs and fetchProductImages sources no job names
-    any more, and staged imports left behind. Export files whose links expired (or whose
-    jobs go now, or ended without a result) are queued for the file purge, which the
-    periodic sweep starts. Returns how many jobs were removed."""
+    any more, staged imports left behind, and webhook deliveries past their retention.
+    Export files whose links expired (or whose jobs go now, or ended without a result)
+    are queued for the file purge, which the periodic sweep starts. Returns how many
+    jobs were removed."""
     retention = timedelta(days=deps.settings.job_retention_days)
     async with deps.pool.acquire() as conn:
         queued = await export_files_db.remove_expired(conn, retention)
@@ -58,6 +60,7 @@ async def remove_expired(deps: WorkerDeps) -> int:
         await housekeeping_db.remove_expired_match_inputs(conn, retention)
         await image_sources_db.remove_expired(conn, retention)
         await imports_db.remove_stale(conn)
+    await webhook_delivery.remove_expired(deps.services)
     log.log(logging.INFO if removed else logging.DEBUG, "removed %d expired job(s)", removed)
     return removed
 

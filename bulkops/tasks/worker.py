@@ -38,6 +38,7 @@ from bulkops.tasks.housekeeping import (
     sweep_files_task,
 )
 from bulkops.tasks.runner import WorkerDeps, run_slice, slice_ready_at
+from bulkops.tasks.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,12 @@ def build_worker(
         ctx["deps"] = WorkerDeps(services, draining=draining or asyncio.Event())
         ctx["heartbeat"] = Heartbeat(ctx["deps"], ctx["redis"])
         ctx["heartbeat"].start()
+        ctx["webhooks"] = WebhookSender(services)
+        ctx["webhooks"].start()
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if "webhooks" in ctx:
+            await ctx["webhooks"].stop()
         if "heartbeat" in ctx:
             await ctx["heartbeat"].stop()
         deps: WorkerDeps | None = ctx.get("deps")

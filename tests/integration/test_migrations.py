@@ -25,6 +25,8 @@ TENANT_TABLES = {
     "job_errors",
     "import_uploads",
     "import_rows",
+    "webhook_endpoints",
+    "webhook_deliveries",
 }
 
 

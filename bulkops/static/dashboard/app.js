@@ -1,5 +1,6 @@
 // The dashboard's entry point: signing in, the header, and which view the address shows
-// (/dashboard: the list; /dashboard/jobs/<id> or /dashboard#job=<id>: one job).
+// (/dashboard: the list; /dashboard/jobs/<id> or /dashboard#job=<id>: one job;
+// /dashboard/webhooks: the webhook endpoints and their deliveries).
 
 import {
   GraphQLErrors,
@@ -14,6 +15,7 @@ import { h, replace } from './dom.js';
 import { showJob } from './job-view.js';
 import { showList } from './list-view.js';
 import { createLive } from './live.js';
+import { showWebhooks } from './webhooks-view.js';
 
 const main = document.getElementById('main');
 const who = document.getElementById('who');
@@ -84,7 +86,9 @@ function route() {
   if (view) view.stop();
   const context = { session, live, navigate, report, notify };
   const id = jobIdFromUrl();
-  if (id) {
+  if (/^\/dashboard\/webhooks\/?$/.test(window.location.pathname)) {
+    view = showWebhooks(main, context);
+  } else if (id) {
     view = showJob(main, id, context);
   } else {
     document.title = 'Jobs · bulkops';

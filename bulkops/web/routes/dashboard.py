@@ -31,4 +31,5 @@ def routes() -> list[Route]:
         Route("/", home),
         Route("/dashboard", dashboard),
         Route("/dashboard/jobs/{job_id}", dashboard),
+        Route("/dashboard/webhooks", dashboard),
     ]
