@@ -38,6 +38,7 @@ from bulkops.tasks.housekeeping import (
     sweep_files_task,
 )
 from bulkops.tasks.runner import WorkerDeps, run_slice, slice_ready_at
+from bulkops.tasks.schedules import schedule_tick_task
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,8 @@ def build_worker(
             ),
             cron(cleanup_task, name="cleanup", minute={17}, second={0}, timeout=600),
             cron(sweep_files_task, name="sweep_files", second={30}, timeout=60),
+            # Schedules fire within a second of their tick.
+            cron(schedule_tick_task, name="schedule_tick", second=set(range(60)), timeout=60),
         ],
         "queue_name": QUEUE_NAME,
         "redis_settings": redis_settings(settings.redis_url),

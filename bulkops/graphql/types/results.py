@@ -101,3 +101,11 @@ def result_type(op: Operation[Any]) -> Any:
 CreateDatasetResult = Annotated[Dataset | Rejected, strawberry.union("CreateDatasetResult")]
 JobActionResult = Annotated[Job | Rejected, strawberry.union("JobActionResult")]
 RetryJobResult = Annotated[JobQueued | Rejected, strawberry.union("RetryJobResult")]
+
+
+@strawberry.type(description="What a delete mutation removed.")
+class Deleted:
+    id: strawberry.ID = strawberry.field(description="The id of what was removed.")
+
+
+DeleteResult = Annotated[Deleted | Rejected, strawberry.union("DeleteResult")]
