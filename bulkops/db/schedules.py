@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -26,6 +26,7 @@ class Schedule:
     arguments: dict[str, Any]
     created_by: str | None
     paused: bool
+    paused_at: datetime | None
     next_run_at: datetime
     created_at: datetime
 
@@ -43,6 +44,7 @@ class Schedule:
             arguments=row["arguments"],
             created_by=row["created_by"],
             paused=row["paused"],
+            paused_at=row["paused_at"],
             next_run_at=row["next_run_at"],
             created_at=row["created_at"],
         )
@@ -124,7 +126,7 @@ async def set_paused(
     """Pause or resume; a resumed schedule's next tick is `next_run_at`."""
     row = await conn.fetchrow(
         """UPDATE schedules SET paused = $2, next_run_at = coalesce($3, next_run_at),
-             updated_at = now()
+             paused_at = CASE WHEN $2 THEN coalesce(paused_at, now()) END, updated_at = now()
            WHERE id = $1 RETURNING *""",
         schedule_id,
         paused,
@@ -244,16 +246,16 @@ async def has_buffered(conn: asyncpg.Connection, schedule_id: str, *, besides: i
 
 
 async def lock_waiting_ticks(
-    conn: asyncpg.Connection, stale_before: datetime, *, limit: int
+    conn: asyncpg.Connection, stale: timedelta, *, limit: int
 ) -> list[Tick]:
-    """The tenant's buffered ticks, and pending ones not finished since `stale_before`
-    (their worker died while firing them), locked; those another worker holds are passed
-    over."""
+    """The tenant's buffered ticks, and pending ones claimed longer than `stale` ago (their
+    worker died while firing them), locked; those another worker holds are passed over.
+    `stale` is measured on the database's clock, as the claim's time was."""
     rows = await conn.fetch(
         """SELECT * FROM schedule_ticks
-           WHERE outcome = 'BUFFERED' OR (outcome = 'PENDING' AND updated_at < $1)
+           WHERE outcome = 'BUFFERED' OR (outcome = 'PENDING' AND updated_at < now() - $1::interval)
            ORDER BY tick_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
-        stale_before,
+        stale,
         limit,
     )
     return [Tick.from_row(r) for r in rows]

@@ -187,7 +187,8 @@ async def resume_schedule(
     services: Services, tenant_id: str, schedule_id: str, *, now: datetime | None = None
 ) -> Schedule:
     """Ticks fire again. Of the ticks that fell during the pause, only the latest within
-    the catch-up window fires; older ones are neither fired nor recorded."""
+    the catch-up window fires; older ones are neither fired nor recorded, nor are ticks
+    from before the pause."""
     now = now or datetime.now(UTC)
     async with tenant_transaction(services.pool, tenant_id) as conn:
         current = await schedules_db.get_schedule(conn, schedule_id, lock=True)
@@ -197,6 +198,8 @@ async def resume_schedule(
             return current
         tz = zone(current.timezone, ["timezone"])
         since = now - timedelta(seconds=current.catchup_window_seconds)
+        if current.paused_at is not None:
+            since = max(since, current.paused_at)
         first = next(ticks_after(current.cron, tz, since - timedelta(microseconds=1)))
         schedule = await schedules_db.set_paused(conn, schedule_id, paused=False, next_run_at=first)
     assert schedule is not None
@@ -330,7 +333,7 @@ async def tick(services: Services, runner: MutationRunner, *, now: datetime) -> 
                         report.skipped += 1
                 await schedules_db.set_next_run(conn, schedule.id, following)
             for waiting in await schedules_db.lock_waiting_ticks(
-                conn, now - STALE_PENDING, limit=PASS_LIMIT
+                conn, STALE_PENDING, limit=PASS_LIMIT
             ):
                 schedule_of = await schedules_db.get_schedule(conn, waiting.schedule_id)
                 if schedule_of is None or (

@@ -9,14 +9,23 @@ from typing import Any
 
 from bulkops.graphql.scheduled import SchemaRunner
 from bulkops.graphql.schema import build_schema
+from bulkops.operations import Registry
 from bulkops.services import schedules as schedule_service
 from bulkops.services.container import Services
 from bulkops.services.schedules import PassReport
 
+# One runner per registry a process serves (each arq job gets a copy of the worker's ctx,
+# so the runner is kept here rather than there).
+_RUNNERS: dict[int, tuple[Registry, SchemaRunner]] = {}
+
 
 def schedule_runner(services: Services) -> SchemaRunner:
     """Runs schedules' mutations through the schema of `services.operations`."""
-    return SchemaRunner(build_schema(operations=services.operations))
+    kept = _RUNNERS.get(id(services.operations))
+    if kept is None or kept[0] is not services.operations:
+        kept = (services.operations, SchemaRunner(build_schema(operations=services.operations)))
+        _RUNNERS[id(services.operations)] = kept
+    return kept[1]
 
 
 async def fire_due_schedules(
@@ -28,8 +37,5 @@ async def fire_due_schedules(
 
 async def schedule_tick_task(ctx: dict[str, Any]) -> int:
     services: Services = ctx["deps"].services
-    runner = ctx.get("schedule_runner")
-    if runner is None:
-        runner = ctx["schedule_runner"] = schedule_runner(services)
-    report = await fire_due_schedules(services, runner)
+    report = await fire_due_schedules(services, schedule_runner(services))
     return report.fired

@@ -15,6 +15,8 @@ CREATE TABLE schedules (
   arguments jsonb NOT NULL,
   created_by text,
   paused boolean NOT NULL DEFAULT false,
+  -- When it was paused: resuming fires none of the ticks from before.
+  paused_at timestamptz,
   -- The first tick not yet handled; the tick loop takes schedules whose time has come.
   next_run_at timestamptz NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
