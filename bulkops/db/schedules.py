@@ -307,3 +307,9 @@ async def count_schedule_jobs(conn: asyncpg.Connection, schedule_id: str) -> int
         schedule_id,
     )
     return count
+
+
+async def remove_expired_ticks(conn: asyncpg.Connection, retention: timedelta) -> int:
+    """Remove every tenant's ticks older than `retention` (a SECURITY DEFINER function)."""
+    removed: int = await conn.fetchval("SELECT remove_expired_schedule_ticks($1)", retention)
+    return removed

@@ -383,3 +383,10 @@ async def _fire(
         log.warning("schedule %s: tick refused: %s", schedule.id, reason)
     else:
         report.skipped += 1
+
+
+async def remove_expired_ticks(services: Services) -> int:
+    """Ticks older than the job retention go (their jobs are gone by then too)."""
+    retention = timedelta(days=services.settings.job_retention_days)
+    async with services.pool.acquire() as conn:
+        return await schedules_db.remove_expired_ticks(conn, retention)

@@ -39,3 +39,7 @@ async def schedule_tick_task(ctx: dict[str, Any]) -> int:
     services: Services = ctx["deps"].services
     report = await fire_due_schedules(services, schedule_runner(services))
     return report.fired
+
+
+async def schedule_cleanup_task(ctx: dict[str, Any]) -> int:
+    return await schedule_service.remove_expired_ticks(ctx["deps"].services)

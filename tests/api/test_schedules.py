@@ -23,7 +23,7 @@ from bulkops.services.container import Services
 from bulkops.services.schedules import PassReport
 from bulkops.storage import LocalStorage
 from bulkops.tasks.schedules import fire_due_schedules, schedule_runner
-from tests.support import GraphQLClient, Tenant, make_products, run_worker
+from tests.support import GraphQLClient, Tenant, make_dataset, make_products, run_worker
 
 CREATE = """
 mutation($input: ScheduleInput!) {
@@ -254,6 +254,59 @@ async def test_two_workers_fire_each_tick_once_and_skip_while_the_job_runs(
     assert shown["matchedNow"] == 0
 
 
+async def test_buffer_one_fires_one_waiting_tick_when_the_job_ends(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    await make_products(owner, storage, tenant, 3, with_images=False)
+    made = await create(gql, overlap="BUFFER_ONE")
+    first = await next_run(owner, made["id"])
+    for minute in range(3):
+        await tick(settings, first + timedelta(minutes=minute, seconds=1))
+    [shown] = await schedules(gql)
+    assert [(t["outcome"], t["reason"]) for t in shown["recentTicks"]] == [
+        ("SKIPPED", "BUFFER_FULL"),
+        ("BUFFERED", None),
+        ("FIRED", None),
+    ]
+    await run_worker(settings)
+    # No new tick is due: the buffered one fires, its previous job having ended.
+    report = await tick(settings, first + timedelta(minutes=2, seconds=2))
+    assert report.fired == 1
+    [shown] = await schedules(gql)
+    assert [t["outcome"] for t in shown["recentTicks"]] == ["SKIPPED", "FIRED", "FIRED"]
+    assert shown["jobs"]["totalCount"] == 2
+    assert shown["lastJob"]["status"] == "QUEUED"
+
+
+@pytest.mark.parametrize(
+    ("overlap", "statuses"),
+    [("CANCEL_OTHER", ["CANCELLED", "QUEUED"]), ("ALLOW", ["QUEUED", "QUEUED"])],
+)
+async def test_cancel_other_cancels_the_running_job_and_allow_runs_alongside(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+    overlap: str,
+    statuses: list[str],
+) -> None:
+    await make_products(owner, storage, tenant, 3, with_images=False)
+    made = await create(gql, overlap=overlap)
+    first = await next_run(owner, made["id"])
+    for minute in range(2):
+        await tick(settings, first + timedelta(minutes=minute, seconds=1))
+    rows = await owner.fetch(
+        """SELECT j.status FROM schedule_ticks t JOIN jobs j ON j.id = t.job_id
+           ORDER BY t.tick_at"""
+    )
+    assert [r["status"] for r in rows] == statuses
+
+
 async def test_missed_ticks_beyond_the_catch_up_window_are_recorded_as_skipped(
     gql: GraphQLClient, owner: asyncpg.Connection, settings: Settings
 ) -> None:
@@ -299,6 +352,33 @@ async def test_a_paused_schedule_fires_nothing_and_resumes_without_the_old_ticks
         datetime.fromisoformat(t["at"]) >= resumed_at - timedelta(seconds=300) for t in ticks
     )
     assert shown["jobs"]["totalCount"] == 1
+
+
+async def test_a_tick_whose_arguments_are_refused_now_is_recorded_with_the_refusal(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    dataset = await make_dataset(owner, tenant, "Weekly picks")
+    await make_products(owner, storage, tenant, 2, with_images=False)
+    made = await create(
+        gql,
+        operation="addProductsToDataset",
+        arguments={"selection": {"filter": {}}, "datasetId": str(dataset)},
+    )
+    assert made["matchedNow"] == 2
+    first = await next_run(owner, made["id"])
+    await owner.execute("DELETE FROM datasets WHERE id = $1", dataset)
+    report = await tick(settings, first + timedelta(seconds=1))
+    assert (report.fired, report.rejected) == (0, 1)
+    [shown] = await schedules(gql)
+    [rejected] = shown["recentTicks"]
+    assert (rejected["outcome"], rejected["job"]) == ("REJECTED", None)
+    assert rejected["reason"].startswith("NOT_FOUND: ")
+    assert shown["matchedNow"] is None
+    assert await owner.fetchval("SELECT count(*) FROM jobs") == 0
 
 
 async def test_run_now_queues_a_job_and_obeys_the_overlap_policy(

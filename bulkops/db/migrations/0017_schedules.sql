@@ -72,3 +72,21 @@ CREATE FUNCTION tenants_with_due_schedules(p_now timestamptz)
   $$;
 REVOKE ALL ON FUNCTION tenants_with_due_schedules(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenants_with_due_schedules(timestamptz) TO bulkops_app;
+
+-- Ticks older than the job retention, of every tenant (the housekeeping cron's).
+CREATE FUNCTION remove_expired_schedule_ticks(p_retention interval) RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = public
+  AS $$
+  DECLARE
+    removed bigint;
+  BEGIN
+    WITH gone AS (
+      DELETE FROM schedule_ticks
+      WHERE tick_at < now() - p_retention AND outcome NOT IN ('PENDING', 'BUFFERED')
+      RETURNING 1)
+    SELECT count(*) INTO removed FROM gone;
+    RETURN removed;
+  END
+  $$;
+REVOKE ALL ON FUNCTION remove_expired_schedule_ticks(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION remove_expired_schedule_ticks(interval) TO bulkops_app;
