@@ -141,8 +141,8 @@ async def delete_schedule(conn: asyncpg.Connection, schedule_id: str) -> bool:
 
 
 async def tenants_with_due_schedules(conn: asyncpg.Connection, now: datetime) -> list[str]:
-    """Every tenant with a schedule whose time has come or a buffered tick (a SECURITY
-    DEFINER function of the migrations, since it spans every tenant)."""
+    """Every tenant with a schedule whose time has come, a buffered tick or one being
+    fired (a SECURITY DEFINER function of the migrations, since it spans every tenant)."""
     rows = await conn.fetch("SELECT tenant_id FROM tenants_with_due_schedules($1)", now)
     return [str(r["tenant_id"]) for r in rows]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from bulkops.errors import InputError
 
@@ -26,14 +26,23 @@ LOOKBACK = timedelta(days=1)
 def check_cron(expr: str, field: list[str]) -> str:
     """`expr` with its spaces normalised; INVALID_CRON unless it is 5 valid fields."""
     fields = expr.split()
-    if len(fields) != 5 or not croniter.is_valid(" ".join(fields)):
+    cron = " ".join(fields)
+    if len(fields) != 5 or not croniter.is_valid(cron):
         raise InputError(
             "A cron expression has 5 fields: minute hour day-of-month month day-of-week, "
             'e.g. "30 2 * * *".',
             code="INVALID_CRON",
             field=field,
         )
-    return " ".join(fields)
+    try:
+        croniter(cron, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        raise InputError(
+            f"{cron!r} names no date that exists (e.g. 31 February).",
+            code="INVALID_CRON",
+            field=field,
+        ) from None
+    return cron
 
 
 def zone(name: str, field: list[str]) -> ZoneInfo:

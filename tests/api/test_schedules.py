@@ -307,6 +307,29 @@ async def test_cancel_other_cancels_the_running_job_and_allow_runs_alongside(
     assert [r["status"] for r in rows] == statuses
 
 
+async def test_a_tick_whose_worker_died_while_firing_it_is_fired_by_another(
+    gql: GraphQLClient, owner: asyncpg.Connection, settings: Settings
+) -> None:
+    made = await create(gql)
+    first = await next_run(owner, made["id"])
+    # A worker claimed the tick two minutes ago and died before queueing its job.
+    await owner.execute(
+        """INSERT INTO schedule_ticks (tenant_id, schedule_id, tick_at, outcome, updated_at)
+           SELECT tenant_id, id, next_run_at, 'PENDING', now() - interval '2 minutes'
+           FROM schedules WHERE id = $1""",
+        made["id"],
+    )
+    await owner.execute(
+        "UPDATE schedules SET next_run_at = next_run_at + interval '1 minute' WHERE id = $1",
+        made["id"],
+    )
+    report = await tick(settings, first + timedelta(seconds=1))
+    assert report.fired == 1
+    [shown] = await schedules(gql)
+    [fired] = shown["recentTicks"]
+    assert (fired["outcome"], fired["job"]["id"]) == ("FIRED", shown["lastJob"]["id"])
+
+
 async def test_missed_ticks_beyond_the_catch_up_window_are_recorded_as_skipped(
     gql: GraphQLClient, owner: asyncpg.Connection, settings: Settings
 ) -> None:

@@ -60,7 +60,7 @@ def test_due_ticks_look_back_one_day_at_most() -> None:
 
 
 @pytest.mark.parametrize(
-    "expr", ["", "* * * *", "* * * * * *", "61 * * * *", "@daily", "a b c d e"]
+    "expr", ["", "* * * *", "* * * * * *", "61 * * * *", "@daily", "a b c d e", "0 0 31 2 *"]
 )
 def test_only_five_valid_cron_fields_are_taken(expr: str) -> None:
     with pytest.raises(InputError) as refused:

@@ -43,8 +43,8 @@ CREATE TABLE schedule_ticks (
 );
 CREATE INDEX schedule_ticks_schedule_idx ON schedule_ticks (schedule_id, tick_at DESC);
 CREATE INDEX schedule_ticks_job_idx ON schedule_ticks (job_id) WHERE job_id IS NOT NULL;
-CREATE INDEX schedule_ticks_buffered_idx ON schedule_ticks (schedule_id)
-  WHERE outcome = 'BUFFERED';
+CREATE INDEX schedule_ticks_waiting_idx ON schedule_ticks (tenant_id)
+  WHERE outcome IN ('BUFFERED', 'PENDING');
 
 DO $$
 DECLARE
@@ -60,15 +60,16 @@ BEGIN
 END
 $$;
 
--- The tick loop spans every tenant: which tenants have a schedule whose time has come,
--- or a buffered tick waiting for its schedule's previous job.
+-- The tick loop spans every tenant: which tenants have a schedule whose time has come, a
+-- buffered tick waiting for its schedule's previous job, or a tick being fired (whose
+-- worker may have died).
 CREATE FUNCTION tenants_with_due_schedules(p_now timestamptz)
   RETURNS TABLE (tenant_id uuid)
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public
   AS $$
     SELECT s.tenant_id FROM schedules s WHERE NOT s.paused AND s.next_run_at <= p_now
     UNION
-    SELECT t.tenant_id FROM schedule_ticks t WHERE t.outcome = 'BUFFERED'
+    SELECT t.tenant_id FROM schedule_ticks t WHERE t.outcome IN ('BUFFERED', 'PENDING')
   $$;
 REVOKE ALL ON FUNCTION tenants_with_due_schedules(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenants_with_due_schedules(timestamptz) TO bulkops_app;
