@@ -10,9 +10,10 @@ from typing import Any
 from bulkops.graphql.scheduled import SchemaRunner
 from bulkops.graphql.schema import build_schema
 from bulkops.operations import Registry
+from bulkops.services import schedule_ticks
 from bulkops.services import schedules as schedule_service
 from bulkops.services.container import Services
-from bulkops.services.schedules import PassReport
+from bulkops.services.schedule_ticks import PassReport
 
 # One runner per registry a process serves (each arq job gets a copy of the worker's ctx,
 # so the runner is kept here rather than there).
@@ -32,7 +33,7 @@ async def fire_due_schedules(
     services: Services, runner: SchemaRunner, *, now: datetime | None = None
 ) -> PassReport:
     """One pass at `now` (default: the current time)."""
-    return await schedule_service.tick(services, runner, now=now or datetime.now(UTC))
+    return await schedule_ticks.tick(services, runner, now=now or datetime.now(UTC))
 
 
 async def schedule_tick_task(ctx: dict[str, Any]) -> int:

@@ -20,7 +20,7 @@ from bulkops.config import Settings
 from bulkops.db.pool import create_pool
 from bulkops.outside import OutsideCalls
 from bulkops.services.container import Services
-from bulkops.services.schedules import PassReport
+from bulkops.services.schedule_ticks import PassReport
 from bulkops.storage import LocalStorage
 from bulkops.tasks.schedules import fire_due_schedules, schedule_runner
 from tests.support import GraphQLClient, Tenant, make_dataset, make_products, run_worker

@@ -19,6 +19,7 @@ from bulkops.graphql.types.schedules import (
     ScheduleInput,
     ScheduleResult,
 )
+from bulkops.services import schedule_ticks
 from bulkops.services import schedules as schedule_service
 from bulkops.services.schedules import ScheduleSpec
 
@@ -80,7 +81,7 @@ async def resume_schedule(info: Info, id: strawberry.ID) -> ScheduleResult:
 
 async def run_schedule_now(info: Info, id: strawberry.ID) -> RunScheduleResult:
     try:
-        job = await schedule_service.run_now(
+        job = await schedule_ticks.run_now(
             info.context.services,
             info.context.tenant,
             _schedule_id(id),
