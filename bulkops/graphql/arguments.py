@@ -42,3 +42,4 @@ Statuses = Annotated[
     list[JobStatus] | None,
     strawberry.argument(description="Only jobs in one of these statuses (default: any)."),
 ]
+ScheduleId = Annotated[strawberry.ID, strawberry.argument(description="The schedule's id.")]

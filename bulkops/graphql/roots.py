@@ -22,6 +22,7 @@ from bulkops.graphql.arguments import (
     JobId,
     Options,
     ProductId,
+    ScheduleId,
     Selection,
     Statuses,
 )
@@ -36,6 +37,7 @@ from bulkops.graphql.inputs import (
 from bulkops.graphql.resolvers import bulk, catalog, enrich, export_files, fetch_images, matching
 from bulkops.graphql.resolvers import jobs as job_resolvers
 from bulkops.graphql.resolvers import queue as queue_resolvers
+from bulkops.graphql.resolvers import schedules as schedule_resolvers
 from bulkops.graphql.resolvers import webhooks as webhook_resolvers
 from bulkops.graphql.types.catalog import Dataset, Product
 from bulkops.graphql.types.common import Connection, Info
@@ -49,6 +51,13 @@ from bulkops.graphql.types.results import (
     RetryJobResult,
     result_type,
     snake,
+)
+from bulkops.graphql.types.schedules import (
+    CreateScheduleResult,
+    RunScheduleResult,
+    Schedule,
+    ScheduleInput,
+    ScheduleResult,
 )
 from bulkops.graphql.types.viewer import Viewer
 from bulkops.graphql.types.webhooks import (
@@ -128,6 +137,10 @@ class Query:
     @strawberry.field(description="The tenant's webhook endpoints, oldest first (admin scope).")
     async def webhook_endpoints(self, info: Info) -> list[WebhookEndpoint]:
         return await webhook_resolvers.webhook_endpoints(info)
+
+    @strawberry.field(description="The tenant's schedules, oldest first.")
+    async def schedules(self, info: Info) -> list[Schedule]:
+        return await schedule_resolvers.schedules(info)
 
 
 # Every bulk mutation also answers Rejected with the codes its selection and options name.
@@ -514,6 +527,52 @@ class Mutation:
         ],
     ) -> RedeliverWebhookResult:
         return await webhook_resolvers.redeliver(info, delivery_id)
+
+    @strawberry.mutation(
+        description="Run a bulk mutation on a cron expression in a time zone. The arguments "
+        "are checked now by the mutation itself, and matchedNow counts what they select. "
+        "Rejected codes, with the field: INVALID_NAME, INVALID_CRON, UNKNOWN_TIMEZONE, "
+        "INVALID_CATCHUP_WINDOW, UNKNOWN_OPERATION, UNKNOWN_ARGUMENT, MISSING_ARGUMENT, "
+        "UPLOAD_NOT_SCHEDULABLE, OPTION_SET_BY_SCHEDULE, and any code of the mutation "
+        "(its field inside arguments). Nothing is stored when refused."
+    )
+    async def create_schedule(
+        self,
+        info: Info,
+        input: Annotated[ScheduleInput, strawberry.argument(description="The schedule.")],
+    ) -> CreateScheduleResult:
+        return await schedule_resolvers.create_schedule(info, input)
+
+    @strawberry.mutation(
+        description="Hold the schedule's ticks until resumeSchedule; a running job goes on. "
+        "Rejected code: NOT_FOUND."
+    )
+    async def pause_schedule(self, info: Info, id: ScheduleId) -> ScheduleResult:
+        return await schedule_resolvers.pause_schedule(info, id)
+
+    @strawberry.mutation(
+        description="Let the schedule's ticks fire again. Of the ticks during the pause only "
+        "the latest within the catch-up window fires. Rejected code: NOT_FOUND."
+    )
+    async def resume_schedule(self, info: Info, id: ScheduleId) -> ScheduleResult:
+        return await schedule_resolvers.resume_schedule(info, id)
+
+    @strawberry.mutation(
+        description="Queue the schedule's job now, paused or not. The overlap policy holds: "
+        "while its previous job runs, SKIP and BUFFER_ONE refuse (SCHEDULE_BUSY), "
+        "CANCEL_OTHER cancels that job first, ALLOW runs alongside. Rejected codes: "
+        "NOT_FOUND, SCHEDULE_BUSY, and any code of the mutation (its field inside "
+        "arguments)."
+    )
+    async def run_schedule_now(self, info: Info, id: ScheduleId) -> RunScheduleResult:
+        return await schedule_resolvers.run_schedule_now(info, id)
+
+    @strawberry.mutation(
+        description="Delete the schedule and its ticks; the jobs it made stay. Rejected "
+        "code: NOT_FOUND."
+    )
+    async def delete_schedule(self, info: Info, id: ScheduleId) -> DeleteResult:
+        return await schedule_resolvers.delete_schedule(info, id)
 
 
 @strawberry.type

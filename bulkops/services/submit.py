@@ -9,6 +9,7 @@ running); an uploaded input is a `StagedInput` whose rows are staged first."""
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -36,6 +37,10 @@ from bulkops.services.queue import enqueue_slice
 __all__ = ["BulkOptions", "InlineResult", "QueuedResult", "StagedInput", "submit"]
 
 log = logging.getLogger(__name__)
+
+# Set while a schedule checks its stored arguments through the mutation's own resolver:
+# the request is checked and counted (a dry run's `matched`), nothing runs.
+COUNT_ONLY: ContextVar[bool] = ContextVar("bulkops_count_only", default=False)
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,8 @@ async def _run(
             ctx = BatchContext(conn=conn, storage=services.storage, tenant_id=tenant_id)
             await op.check(conn, params)
             matched = await op.count(conn, selection)
+            if COUNT_ONLY.get():
+                raise RunUndone(InlineResult(op.name, matched, BatchOutcome(), True, []))
             inline = runs_inline(op, matched, options)
             if not options.dry_run:
                 await op.prepare(ctx, params)

@@ -38,6 +38,7 @@ from bulkops.tasks.housekeeping import (
     sweep_files_task,
 )
 from bulkops.tasks.runner import WorkerDeps, run_slice, slice_ready_at
+from bulkops.tasks.schedules import schedule_cleanup_task, schedule_tick_task
 from bulkops.tasks.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,20 @@ def build_worker(
             ),
             cron(cleanup_task, name="cleanup", minute={17}, second={0}, timeout=600),
             cron(sweep_files_task, name="sweep_files", second={30}, timeout=60),
+            cron(
+                schedule_cleanup_task, name="schedule_cleanup", minute={23}, second={0}, timeout=600
+            ),
+            # Schedules fire within a second of their tick. Not in burst mode: a pass queued
+            # every second would keep the queue from ever being empty.
+            *(
+                []
+                if burst
+                else [
+                    cron(
+                        schedule_tick_task, name="schedule_tick", second=set(range(60)), timeout=60
+                    )
+                ]
+            ),
         ],
         "queue_name": QUEUE_NAME,
         "redis_settings": redis_settings(settings.redis_url),

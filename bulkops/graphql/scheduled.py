@@ -1,0 +1,220 @@
+"""A schedule's mutation run through the schema itself: its stored arguments are the
+mutation's variables, coerced by GraphQL and handed to the mutation's own resolver, so a
+schedule checks and converts them exactly as a client's call is checked and converted.
+
+Uploads are not schedulable: a schedule stores JSON, and a file is not JSON. A mutation
+that needs one (importProducts) is refused; one that takes rows or an upload
+(matchProducts, fetchProductImages) is scheduled with its rows.
+
+The schedule sets the run's options itself: `mode` BACKGROUND (a tick always makes a job),
+`dryRun` and the idempotency key (the tick's); the stored `options` may give `priority`
+and `errorPolicy`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from graphql import (
+    GraphQLArgument,
+    GraphQLError,
+    GraphQLInputType,
+    Undefined,
+    get_named_type,
+    is_non_null_type,
+)
+from graphql.utilities import validate_input_value
+from starlette.requests import Request
+
+from bulkops.domain import Scope
+from bulkops.errors import InputError
+from bulkops.graphql.context import Context, GraphQLState
+from bulkops.models import Caller, JobState
+from bulkops.services import job_reads
+from bulkops.services.container import Services
+from bulkops.services.progress import Broker
+from bulkops.services.schedules import Schedule
+from bulkops.services.submit import COUNT_ONLY
+
+ARGUMENTS = ["input", "arguments"]
+# Options a schedule sets itself on every run.
+SET_BY_SCHEDULE = ("mode", "dryRun", "idempotencyKey")
+
+
+def _context(services: Services, tenant_id: str, subject: str | None) -> Context:
+    """A request's context for the schedule's tenant, acting with the write scope."""
+    request = Request({"type": "http", "method": "POST", "path": "/graphql", "headers": []})
+    caller = Caller(
+        tenant_id=tenant_id,
+        tenant_name=tenant_id,
+        subject=subject or "schedule",
+        scopes=frozenset({Scope.WRITE}),
+    )
+    state = GraphQLState(services=services, broker=Broker(services.redis))
+    return Context(request=request, response=None, state=state, caller=caller)
+
+
+class SchemaRunner:
+    """Runs bulk mutations of `schema` from a schedule's stored arguments
+    (`bulkops.services.schedules.MutationRunner`)."""
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+
+    def _arguments(self, operation: str) -> dict[str, GraphQLArgument]:
+        field = self.schema._schema.mutation_type.fields.get(operation)
+        if field is None:
+            raise InputError(
+                f"There is no bulk mutation {operation!r}.",
+                code="UNKNOWN_OPERATION",
+                field=["input", "operation"],
+            )
+        args: dict[str, GraphQLArgument] = field.args
+        return args
+
+    def check(self, operation: str, arguments: Any) -> dict[str, Any]:
+        """The stored arguments, checked against the mutation's argument types; InputError
+        with the path inside `arguments` for the first one refused."""
+        if not isinstance(arguments, dict):
+            raise InputError(
+                "arguments is an object of the mutation's arguments, e.g. "
+                '{"selection": {"filter": {}}, "status": "ARCHIVED"}.',
+                code="INVALID_ARGUMENTS",
+                field=ARGUMENTS,
+            )
+        args = self._arguments(operation)
+        for name in arguments:
+            if name not in args:
+                raise InputError(
+                    f"{operation} takes no argument {name!r}.",
+                    code="UNKNOWN_ARGUMENT",
+                    field=[*ARGUMENTS, name],
+                )
+        for name, arg in args.items():
+            given = arguments.get(name)
+            if get_named_type(arg.type).name == "Upload":
+                if given is not None or (is_non_null_type(arg.type) and name not in arguments):
+                    raise InputError(
+                        f"{operation} cannot be scheduled with an upload: a schedule stores "
+                        "JSON arguments, not files.",
+                        code="UPLOAD_NOT_SCHEDULABLE",
+                        field=[*ARGUMENTS, name],
+                    )
+                continue
+            if name not in arguments:
+                if is_non_null_type(arg.type) and arg.default_value is Undefined:
+                    raise InputError(
+                        f"{operation} needs the argument {name!r}.",
+                        code="MISSING_ARGUMENT",
+                        field=[*ARGUMENTS, name],
+                    )
+                continue
+            _coerce(given, arg.type, [*ARGUMENTS, name])
+            if name == "options" and isinstance(given, dict):
+                for option in SET_BY_SCHEDULE:
+                    if option in given:
+                        raise InputError(
+                            f"A schedule sets options.{option} itself.",
+                            code="OPTION_SET_BY_SCHEDULE",
+                            field=[*ARGUMENTS, name, option],
+                        )
+        return arguments
+
+    async def count(
+        self,
+        services: Services,
+        tenant_id: str,
+        *,
+        subject: str | None,
+        operation: str,
+        arguments: Any,
+    ) -> int:
+        """Check `arguments` through the mutation and count what they select now."""
+        checked = self.check(operation, arguments)
+        token = COUNT_ONLY.set(True)
+        try:
+            answer = await self._execute(
+                services, tenant_id, subject, operation, checked, {"dryRun": True}
+            )
+        finally:
+            COUNT_ONLY.reset(token)
+        matched = answer.get("matched")
+        if not isinstance(matched, int):
+            raise InputError(
+                f"{operation} answered no count.", code="INVALID_ARGUMENTS", field=ARGUMENTS
+            )
+        return matched
+
+    async def queue(
+        self, services: Services, schedule: Schedule, *, idempotency_key: str
+    ) -> JobState:
+        """Queue the schedule's mutation as a job under `idempotency_key`."""
+        answer = await self._execute(
+            services,
+            schedule.tenant_id,
+            schedule.created_by,
+            schedule.operation,
+            schedule.arguments,
+            {"mode": "BACKGROUND", "dryRun": False, "idempotencyKey": idempotency_key},
+        )
+        job_id = (answer.get("job") or {}).get("id")
+        job = (
+            await job_reads.get_job(services.pool, schedule.tenant_id, job_id)
+            if job_id is not None
+            else None
+        )
+        if job is None:
+            raise InputError(
+                f"{schedule.operation} queued no job.", code="NOT_QUEUED", field=ARGUMENTS
+            )
+        return job
+
+    async def _execute(
+        self,
+        services: Services,
+        tenant_id: str,
+        subject: str | None,
+        operation: str,
+        arguments: dict[str, Any],
+        options: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The mutation's answer; a Rejected one raised as InputError with its field
+        inside `arguments`."""
+        args = self._arguments(operation)
+        variables = {name: value for name, value in arguments.items() if name in args}
+        if "options" in args:
+            variables["options"] = {**(arguments.get("options") or {}), **options}
+        declared = ", ".join(f"${name}: {args[name].type}" for name in variables)
+        passed = ", ".join(f"{name}: ${name}" for name in variables)
+        document = (
+            f"mutation Scheduled({declared}) {{ answer: {operation}({passed}) {{ __typename "
+            "... on JobQueued { job { id } } ... on Rejected { code message field } "
+            "... on BulkSummary { matched } } }"
+        )
+        result = await self.schema.execute(
+            document,
+            variable_values=variables,
+            context_value=_context(services, tenant_id, subject),
+        )
+        if result.errors:
+            raise InputError(result.errors[0].message, code="INVALID_ARGUMENTS", field=ARGUMENTS)
+        answer: dict[str, Any] = result.data["answer"]
+        if answer["__typename"] == "Rejected":
+            raise InputError(
+                answer["message"],
+                code=answer["code"],
+                field=[*ARGUMENTS, *(answer["field"] or [])],
+            )
+        return answer
+
+
+def _coerce(value: Any, type_: GraphQLInputType, field: list[str]) -> None:
+    """InputError at the first place `value` does not fit `type_`."""
+
+    errors: list[tuple[GraphQLError, Sequence[str | int]]] = []
+    validate_input_value(value, type_, lambda error, path: errors.append((error, path)))
+    if errors:
+        error, path = errors[0]
+        raise InputError(
+            error.message, code="INVALID_INPUT", field=[*field, *(str(p) for p in path)]
+        )
