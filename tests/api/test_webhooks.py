@@ -9,6 +9,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,9 @@ from bulkops.config import Settings
 from bulkops.storage import LocalStorage
 from bulkops.tasks.worker import build_worker
 from tests.api.queries import SET_STATUS
+from tests.api.test_schedules import create as create_schedule
+from tests.api.test_schedules import next_run
+from tests.api.test_schedules import tick as schedule_tick
 from tests.outside_server import ProviderServer, Seen, provider_server
 from tests.support import GraphQLClient, Tenant, make_products
 
@@ -472,3 +476,29 @@ async def test_a_receiver_that_hangs_does_not_hold_up_another_endpoints_deliveri
         await until(lambda: asyncio.sleep(0, result=slow.in_flight == 0))
     [(_, body)] = verified(quick["secret"], fast.seen)
     assert body["type"] == "job.queued"
+
+
+async def test_ticks_a_schedule_skips_are_events_for_the_endpoints_that_want_them(
+    gql: GraphQLClient, owner: asyncpg.Connection, settings: Settings
+) -> None:
+    wants = await create(gql, "http://127.0.0.1:9/skipped", ["schedule.skipped"])
+    others = await create(gql, "http://127.0.0.1:9/jobs", ["job.succeeded"])
+    made = await create_schedule(gql, catchupWindowSeconds=90)
+    first = await next_run(owner, made["id"])
+    # The workers were down for ten minutes: one tick fires, ten are skipped.
+    await schedule_tick(settings, first + timedelta(minutes=10, seconds=5))
+    listed = await endpoints(gql)
+    skipped = deliveries(listed[wants["endpoint"]["id"]])
+    assert [d["event"] for d in skipped] == ["schedule.skipped"] * 10
+    assert all(d["jobId"] is None for d in skipped)
+    assert deliveries(listed[others["endpoint"]["id"]]) == []
+    payloads = await owner.fetch(
+        "SELECT payload FROM webhook_deliveries WHERE endpoint_id = $1",
+        wants["endpoint"]["id"],
+    )
+    data = [
+        (p["payload"] if isinstance(p["payload"], dict) else json.loads(p["payload"]))["data"]
+        for p in payloads
+    ]
+    assert {d["schedule"]["id"] for d in data} == {made["id"]}
+    assert sorted(d["tick"]["reason"] for d in data) == ["COALESCED"] + ["MISSED"] * 9
