@@ -27,9 +27,11 @@ _context: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.Cont
 )
 CONTEXT_FIELDS = ("request_id", "job_id", "tenant_id", "operation")
 # Once per job and per scheduled task, arq logs when it starts and ends it, with the
-# priority head start shown as `delayed=3600.04s`: at WARNING only its failures remain.
-# BULKOPS_LOG_LEVEL=DEBUG brings them back.
-QUIET_LOGGERS = {"arq.worker": logging.WARNING}
+# priority head start shown as `delayed=3600.04s`; httpx logs a line for every outside
+# call (each image a job fetches: formatting and writing those lines cost the worker more
+# than its limiter, and they show the URLs, signed ones included). At WARNING only their
+# failures remain; BULKOPS_LOG_LEVEL=DEBUG brings them back.
+QUIET_LOGGERS = {"arq.worker": logging.WARNING, "httpx": logging.WARNING}
 # The attributes every record has; anything else on a record was passed as `extra`, but
 # for uvicorn's copy of its message with terminal colours.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}

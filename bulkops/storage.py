@@ -26,9 +26,15 @@ class LocalStorage:
         return self.root / key
 
     def write(self, key: str, data: bytes) -> None:
+        """Write the file, making its directory when it does not exist yet. The write is
+        tried first: most files go to a directory that exists (a job's images share one),
+        and a `mkdir` per file costs two system calls more than the file itself."""
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        try:
+            path.write_bytes(data)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
 
     def exists(self, key: str) -> bool:
         return self.path(key).exists()

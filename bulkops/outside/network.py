@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import select
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -124,9 +126,55 @@ def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+class _Stream(httpcore.AsyncNetworkStream):
+    """A connection's stream as the backend opened it, answering httpcore's "is_readable"
+    (is this idle connection closed by the server?) from the socket it keeps. httpcore asks
+    it of every idle connection in the pool whenever a request starts or ends, and
+    anyio's stream answers it by building its whole attribute table again, a `getpeername`
+    call included: with a few dozen connections to one host that cost more than the
+    request itself."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._socket: socket.socket | None = stream.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return _readable(self._socket)
+        return self._stream.get_extra_info(info)
+
+
+def _readable(sock: socket.socket | None) -> bool:
+    """Whether reading `sock` would not wait (data, or the end of the stream); a socket
+    that is gone counts as readable (its next read ends the connection), as in httpcore."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+    return bool(poll.poll(0))
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Opens TCP connections only to public addresses (see the module docstring), or to
-    any the host name resolves to when `allow_private`."""
+    any the host name resolves to when `allow_private`; their streams are `_Stream`s."""
 
     def __init__(self, *, allow_private: bool) -> None:
         self._backend = httpcore.AnyIOBackend()
@@ -148,7 +196,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         last: Exception | None = None
         for address in addresses:
             try:
-                return await self._backend.connect_tcp(
+                stream = await self._backend.connect_tcp(
                     address,
                     port,
                     timeout=timeout,
@@ -157,6 +205,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
+                continue
+            return _Stream(stream)
         assert last is not None
         raise last
 

@@ -438,3 +438,34 @@ async def test_private_addresses_are_refused_unless_allowed(
     finally:
         await calls.aclose()
     assert [s.path for s in provider.seen] == ["/v1/chat/completions"]
+
+
+async def test_a_connection_the_host_closed_while_idle_is_not_used_again(
+    outside: OutsideCalls,
+) -> None:
+    """A host that closes a kept-alive connection after its answer (as servers do past
+    their keep-alive time): the next download opens another instead of failing on the
+    closed one and trying again."""
+    connections = 0
+
+    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 4\r\n\r\nPNG!")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    usage = Usage()
+    try:
+        for name in ("a", "b"):
+            got = await download(outside, f"http://127.0.0.1:{port}/{name}.png", usage=usage)
+            assert got.content == b"PNG!"
+            # The close reaches the client before the next download starts.
+            await asyncio.sleep(0.05)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert (usage.calls, usage.retries, connections) == (2, 0, 2)
