@@ -30,7 +30,7 @@ from bulkops.outside import Limits, OutsideCalls, Usage
 from bulkops.storage import LocalStorage
 
 # A job's batch holds about this many seconds of calls at the provider's rate.
-CALL_BATCH_SECONDS = 4.0
+CALL_BATCH_SECONDS = 8.0
 MAX_CALL_BATCH = 1000
 
 
