@@ -59,6 +59,17 @@ async def count_filter(conn: asyncpg.Connection, flt: ProductFilter | None) -> i
     return count
 
 
+async def count_ids(conn: asyncpg.Connection, ids: list[int]) -> int:
+    """How many of `ids` are products of the current tenant: one ordered walk of the primary
+    key, far cheaper for 100,000 ids than an anti-join that probes it once per id."""
+    found: int = await conn.fetchval(
+        """SELECT count(*) FROM products
+           WHERE id = ANY($1::bigint[]) AND tenant_id = current_tenant_id()""",
+        ids,
+    )
+    return found
+
+
 async def missing_ids(conn: asyncpg.Connection, ids: list[int], limit: int = 20) -> list[int]:
     """Ids that are not products of the current tenant (at most `limit` of them)."""
     rows = await conn.fetch(

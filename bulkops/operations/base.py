@@ -156,7 +156,12 @@ class Operation(ABC, Generic[P]):
     async def count(self, conn: asyncpg.Connection, selection: Selection) -> int:
         """How many items the selection holds; unknown or foreign ids are refused."""
         if selection.ids is not None:
-            missing = await products_db.missing_ids(conn, list(selection.ids))
+            ids = list(selection.ids)
+            # Counting them is the cheap check; the missing ones are looked for only when
+            # some are (a selection's ids are unique, so the count is exact).
+            if await products_db.count_ids(conn, ids) == len(ids):
+                return len(ids)
+            missing = await products_db.missing_ids(conn, ids)
             if missing:
                 shown = ", ".join(str(i) for i in missing[:10])
                 more = " and more" if len(missing) > 10 else ""
