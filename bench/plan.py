@@ -98,8 +98,8 @@ QUICK = Plan(
     scaling_runs=1,
     scaling_split=False,
     roundtrip_rows=2000,
-    enrich_items=200,
+    enrich_items=100,
     tenant_a_items=1000,
-    tenant_b_items=50,
-    images=300,
+    tenant_b_items=20,
+    images=200,
 )
