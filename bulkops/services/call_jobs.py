@@ -26,7 +26,6 @@ from redis.exceptions import RedisError
 from bulkops.db import job_runs
 from bulkops.db.pool import tenant_transaction
 from bulkops.domain import ErrorPolicy, JobStatus
-from bulkops.errors import BulkopsError
 from bulkops.models import ItemFailure, JobState
 from bulkops.operations.base import BatchContext, BatchOutcome, JobAborted
 from bulkops.operations.calling import CallBatch, CallContext, CallingOperation
@@ -34,7 +33,14 @@ from bulkops.outside import Usage
 from bulkops.selection import Selection
 from bulkops.services.calls import STOPPED, CallRound, call_items
 from bulkops.services.container import Services
-from bulkops.services.job_ends import BatchDone, complete_job, fail_job, finish_job
+from bulkops.services.job_ends import (
+    AbortBatch,
+    BatchDone,
+    abort_job,
+    complete_job,
+    fail_job,
+    finish_job,
+)
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice
 
@@ -75,14 +81,6 @@ class JobWatch:
 
     def hold_over(self) -> bool:
         return self.draining.is_set()
-
-
-class _AbortBatch(BulkopsError):
-    """Undo the batch's writes under the ABORT policy, carrying its outcome out."""
-
-    def __init__(self, outcome: BatchOutcome) -> None:
-        super().__init__()
-        self.outcome = outcome
 
 
 async def run_job_batch(
@@ -228,22 +226,9 @@ async def _write(
                 outcome.add(await op.write_results(ctx, params, found.done))
             outcome.add(found.outcome)
             if outcome.failed and job.error_policy == ErrorPolicy.ABORT:
-                raise _AbortBatch(outcome)
-    except _AbortBatch as aborted:
-        # Nothing of the batch is applied; its failures are recorded and the job stops.
-        job = await job_runs.record_batch(
-            conn,
-            job.id,
-            cursor=None,
-            succeeded=0,
-            failed=aborted.outcome.failed,
-            skipped=0,
-            counters={},
-            errors=aborted.outcome.errors,
-            step="aborted",
-            usage=usage,
-        )
-        return await finish_job(conn, job, JobStatus.FAILED, step="aborted")
+                raise AbortBatch(outcome)
+    except AbortBatch as aborted:
+        return await abort_job(conn, job, aborted.outcome, usage=usage)
     except JobAborted as exc:
         return await fail_job(conn, job, ItemFailure(exc.code, exc.message), step="failed")
     return await job_runs.record_batch(

@@ -1,6 +1,7 @@
 """How a running job ends, inside the transaction of its last batch: finished with a
 status, failed with its reason recorded, or completed (SUCCEEDED, or PARTIAL with item
-failures). Shared by the slice runner and the engine of calling operations."""
+failures), or aborted by the ABORT error policy. Shared by the slice runner and the engine
+of calling operations."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import asyncpg
 from bulkops.db import job_runs
 from bulkops.db import jobs as jobs_db
 from bulkops.domain import JobStatus
+from bulkops.errors import BulkopsError
 from bulkops.models import ItemFailure, JobState
+from bulkops.operations.base import BatchOutcome
 from bulkops.selection import Selection
 from bulkops.services.jobs import job_result
 
@@ -71,3 +74,35 @@ class BatchDone:
     before: JobState
     job: JobState
     applied: bool
+
+
+class AbortBatch(BulkopsError):
+    """Undo a batch that failed under the ABORT policy, carrying its outcome out."""
+
+    def __init__(self, outcome: BatchOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+async def abort_job(
+    conn: asyncpg.Connection,
+    job: JobState,
+    outcome: BatchOutcome,
+    *,
+    usage: dict[str, Any] | None = None,
+) -> JobState:
+    """End the job FAILED under the ABORT policy: nothing of the batch is applied, its
+    failures (and the usage of its calls) are recorded."""
+    job = await job_runs.record_batch(
+        conn,
+        job.id,
+        cursor=None,
+        succeeded=0,
+        failed=outcome.failed,
+        skipped=0,
+        counters={},
+        errors=outcome.errors,
+        step="aborted",
+        usage=usage,
+    )
+    return await finish_job(conn, job, JobStatus.FAILED, step="aborted")

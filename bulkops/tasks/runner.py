@@ -22,14 +22,20 @@ from bulkops.config import Settings
 from bulkops.db import job_runs
 from bulkops.db.pool import tenant_transaction
 from bulkops.domain import ErrorPolicy, JobStatus
-from bulkops.errors import BulkopsError
 from bulkops.models import ItemFailure, JobState
-from bulkops.operations.base import BatchContext, BatchOutcome, JobAborted, Operation
+from bulkops.operations.base import BatchContext, JobAborted, Operation
 from bulkops.operations.calling import CallingOperation
 from bulkops.selection import Selection
 from bulkops.services.call_jobs import run_job_batch
 from bulkops.services.container import Services
-from bulkops.services.job_ends import BatchDone, complete_job, fail_job, finish_job
+from bulkops.services.job_ends import (
+    AbortBatch,
+    BatchDone,
+    abort_job,
+    complete_job,
+    fail_job,
+    finish_job,
+)
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice, request_purge, work_waiting
 from bulkops.storage import LocalStorage
@@ -65,14 +71,6 @@ class WorkerDeps:
     @property
     def storage(self) -> LocalStorage:
         return self.services.storage
-
-
-class _AbortBatch(BulkopsError):
-    """Undo a batch that failed under the ABORT policy, carrying its outcome out."""
-
-    def __init__(self, outcome: BatchOutcome) -> None:
-        super().__init__()
-        self.outcome = outcome
 
 
 async def run_slice(
@@ -311,21 +309,9 @@ async def _apply(
         async with conn.transaction():
             outcome = await op.apply_batch(batch, params, ids)
             if outcome.failed and job.error_policy == ErrorPolicy.ABORT:
-                raise _AbortBatch(outcome)
-    except _AbortBatch as aborted:
-        # Nothing of the batch is applied; its failures are recorded and the job stops.
-        job = await job_runs.record_batch(
-            conn,
-            job.id,
-            cursor=None,
-            succeeded=0,
-            failed=aborted.outcome.failed,
-            skipped=0,
-            counters={},
-            errors=aborted.outcome.errors,
-            step="aborted",
-        )
-        return await finish_job(conn, job, JobStatus.FAILED, step="aborted")
+                raise AbortBatch(outcome)
+    except AbortBatch as aborted:
+        return await abort_job(conn, job, aborted.outcome)
     except JobAborted as exc:
         return await fail_job(conn, job, ItemFailure(exc.code, exc.message), step="failed")
     return await job_runs.record_batch(
