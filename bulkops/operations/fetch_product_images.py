@@ -10,7 +10,6 @@ image, stores the file, and adds the images in one statement."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -27,6 +26,7 @@ from bulkops.models import ItemFailure, ProductRow
 from bulkops.operations.base import BatchContext, BatchOutcome, Counter, Thresholds
 from bulkops.operations.calling import CallBatch, CallContext, CallingOperation
 from bulkops.outside import CallFailed, Limits
+from bulkops.outside.network import is_private_literal
 from bulkops.selection import MAX_ID, Selection
 
 MAX_URL_LENGTH = 2048
@@ -289,25 +289,13 @@ def check_url(value: Any, *, allow_private_networks: bool) -> str:
         raise SourceError("INVALID_URL", "url", f"{_shown(url)!r} is not an http(s) URL.")
     if not host or any(c.isspace() for c in url):
         raise SourceError("INVALID_URL", "url", f"{_shown(url)!r} is not a valid URL.")
-    if not allow_private_networks and is_private_address(host):
+    if not allow_private_networks and is_private_literal(host):
         raise SourceError(
             "PRIVATE_NETWORK",
             "url",
             f"{host} is a private, loopback or link-local address; such URLs are refused.",
         )
     return url
-
-
-def is_private_address(host: str) -> bool:
-    """Whether `host` is an IP address (not a name) outside the public internet. A name is
-    checked once resolved, when it is fetched."""
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not address.is_global or address.is_multicast
 
 
 def _product_id(value: Any) -> int | None:

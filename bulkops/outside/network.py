@@ -111,6 +111,13 @@ async def check_public_url(url: str, *, allow_private: bool) -> None:
         raise CallFailed(str(exc), code="UNREACHABLE") from exc
 
 
+def is_private_literal(host: str) -> bool:
+    """Whether `host` is an IP address (not a name) outside the public internet: what can
+    be refused before any DNS lookup (a name is judged once resolved, when connecting)."""
+    address = _literal(host)
+    return address is not None and not is_public(address)
+
+
 def _literal(host: str) -> Address | None:
     try:
         return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])

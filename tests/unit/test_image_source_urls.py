@@ -9,9 +9,9 @@ import pytest
 from bulkops.operations.fetch_product_images import (
     SourceError,
     check_url,
-    is_private_address,
     url_host,
 )
+from bulkops.outside.network import is_private_literal
 
 
 @pytest.mark.parametrize(
@@ -61,10 +61,10 @@ def test_private_addresses_are_taken_when_allowed() -> None:
 
 
 def test_names_are_left_to_the_check_after_resolution() -> None:
-    assert not is_private_address("localhost")
-    assert not is_private_address("internal.example")
-    assert is_private_address("192.168.1.1")
-    assert not is_private_address("8.8.8.8")
+    assert not is_private_literal("localhost")
+    assert not is_private_literal("internal.example")
+    assert is_private_literal("192.168.1.1")
+    assert not is_private_literal("8.8.8.8")
 
 
 def test_the_limiter_key_is_the_host_in_lower_case() -> None:
