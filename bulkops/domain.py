@@ -46,6 +46,22 @@ class RetryScope(StrEnum):
     ALL = "ALL"
 
 
+class ChainRunOn(StrEnum):
+    """When a chain's next step runs: once the step before it SUCCEEDED, or also when it
+    ended PARTIAL."""
+
+    SUCCEEDED = "SUCCEEDED"
+    SUCCEEDED_OR_PARTIAL = "SUCCEEDED_OR_PARTIAL"
+
+
+class ChainSelection(StrEnum):
+    """Where a chain step's selection comes from: the products a match step matched, or
+    the products of the items the step before it changed."""
+
+    MATCHED = "MATCHED"
+    SUCCEEDED = "SUCCEEDED"
+
+
 class ProductStatus(StrEnum):
     DRAFT = "DRAFT"
     ACTIVE = "ACTIVE"

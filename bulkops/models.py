@@ -186,6 +186,10 @@ class JobState:
     usage: dict[str, Any] | None = None
     # Why the job holds still while running (a provider is down), or None.
     waiting_reason: str | None = None
+    # The steps of its chain that run after it (`bulkops.services.chains.ChainStep` as
+    # JSON), and the job of the next one once it is made.
+    chain: tuple[dict[str, Any], ...] = ()
+    next_id: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -238,6 +242,8 @@ class JobState:
             created_by=row.get("created_by"),
             usage=dict(row["usage"]) if row.get("usage") is not None else None,
             waiting_reason=row.get("waiting_reason"),
+            chain=tuple(row.get("chain") or ()),
+            next_id=str(row["next_id"]) if row.get("next_id") else None,
             created_at=row["created_at"],
             started_at=row["started_at"],
             updated_at=row["updated_at"],
@@ -274,6 +280,8 @@ class JobState:
             "created_by": self.created_by,
             "usage": self.usage,
             "waiting_reason": self.waiting_reason,
+            "chain": list(self.chain) or None,
+            "next_id": self.next_id,
         }
 
     @classmethod

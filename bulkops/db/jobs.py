@@ -27,13 +27,15 @@ async def insert_job(
     idempotency_key: str | None = None,
     item_ids: Sequence[int] | None = None,
     created_by: str | None = None,
+    chain: Sequence[dict[str, Any]] = (),
 ) -> JobState:
-    """The job row and, when the selection is explicit ids, its `item_ids`: one statement."""
+    """The job row and, when the selection is explicit ids, its `item_ids`: one statement.
+    `chain`: the steps that run after it."""
     row = await conn.fetchrow(
         """WITH job AS (
              INSERT INTO jobs (operation, priority, error_policy, params, selection, total,
-                               parent_id, idempotency_key, current_step, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $10)
+                               parent_id, idempotency_key, current_step, created_by, chain)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $10, $11)
              RETURNING *),
            items AS (
              INSERT INTO job_items (job_id, item_id)
@@ -49,6 +51,7 @@ async def insert_job(
         idempotency_key,
         item_ids,
         created_by,
+        list(chain) or None,
     )
     return JobState.from_row(row)
 

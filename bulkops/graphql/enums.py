@@ -17,6 +17,8 @@ Priority = domain.Priority
 ErrorPolicy = domain.ErrorPolicy
 RetryScope = domain.RetryScope
 ExportFormat = domain.ExportFormat
+ChainRunOn = domain.ChainRunOn
+ChainSelection = domain.ChainSelection
 
 for _enum in (
     ExecutionMode,
@@ -26,5 +28,7 @@ for _enum in (
     ErrorPolicy,
     RetryScope,
     ExportFormat,
+    ChainRunOn,
+    ChainSelection,
 ):
     strawberry.enum(_enum)

@@ -8,7 +8,14 @@ from decimal import Decimal
 import strawberry
 from strawberry.scalars import JSON
 
-from bulkops.graphql.enums import ErrorPolicy, ExecutionMode, Priority, ProductStatus
+from bulkops.graphql.enums import (
+    ChainRunOn,
+    ChainSelection,
+    ErrorPolicy,
+    ExecutionMode,
+    Priority,
+    ProductStatus,
+)
 
 
 @strawberry.input(description="Products matching every field given; {} matches them all.")
@@ -49,6 +56,35 @@ class ProductSelection:
     )
 
 
+@strawberry.input(
+    description="A bulk mutation that runs once the step before it ends: its name and its "
+    "arguments, as it takes them (without an upload). Checked whole when the chain is "
+    "submitted; Rejected codes name the field inside options.then."
+)
+class ChainStepInput:
+    operation: str = strawberry.field(
+        description="A bulk mutation's name, e.g. addProductsToDataset (UNKNOWN_OPERATION)."
+    )
+    arguments: JSON = strawberry.field(
+        default_factory=dict,
+        description="Its arguments as the mutation takes them, e.g. "
+        '{"datasetId": "7"}; without the selection when selectionFrom gives it. '
+        "options may set priority and errorPolicy (OPTION_SET_BY_CHAIN for the rest).",
+    )
+    selection_from: ChainSelection | None = strawberry.field(
+        default=None,
+        description="Take the selection from the step before: MATCHED (the products a "
+        "matchProducts step matched) or SUCCEEDED (the products the step before changed). "
+        "Null: the step's own arguments select (INVALID_CHAIN_SELECTION when it does not "
+        "fit).",
+    )
+    run_on: ChainRunOn = strawberry.field(
+        default=ChainRunOn.SUCCEEDED,
+        description="Run when the step before ended SUCCEEDED (default), or also PARTIAL "
+        "(SUCCEEDED_OR_PARTIAL). After FAILED or CANCELLED the chain stops.",
+    )
+
+
 @strawberry.input(description="How a bulk mutation runs.")
 class BulkOptions:
     mode: ExecutionMode = strawberry.field(
@@ -74,6 +110,16 @@ class BulkOptions:
         default=ErrorPolicy.CONTINUE,
         description="CONTINUE (default): record failing items and go on (the job ends "
         "PARTIAL); ABORT: stop at the first failing batch, undo that batch, end FAILED.",
+    )
+    then: list[ChainStepInput] | None = strawberry.field(
+        default=None,
+        description="Up to 10 more bulk mutations that run one after another, each once "
+        "the one before it ends (a chain): this request then always runs as a job, and "
+        "Job.next links each step to the one after it. Cancelling a step stops what "
+        "follows; retryJob on a failed step goes on with the chain. Rejected codes, with "
+        "the field: TOO_MANY_STEPS, CHAIN_NEEDS_JOB (mode INLINE), UNKNOWN_OPERATION, "
+        "INVALID_CHAIN_SELECTION, NOT_CHAINABLE, OPTION_SET_BY_CHAIN, and those of the "
+        "step's mutation.",
     )
 
 

@@ -61,44 +61,59 @@ class SchemaRunner:
     def __init__(self, schema: Any) -> None:
         self.schema = schema
 
-    def _arguments(self, operation: str) -> dict[str, GraphQLArgument]:
-        field = self.schema._schema.mutation_type.fields.get(operation)
-        if field is None:
+    def arguments_of(
+        self, operation: str, field: Sequence[str] = ("input", "operation")
+    ) -> dict[str, GraphQLArgument]:
+        """The mutation's arguments; UNKNOWN_OPERATION naming `field` when there is none."""
+        found = self.schema._schema.mutation_type.fields.get(operation)
+        if found is None:
             raise InputError(
                 f"There is no bulk mutation {operation!r}.",
                 code="UNKNOWN_OPERATION",
-                field=["input", "operation"],
+                field=list(field),
             )
-        args: dict[str, GraphQLArgument] = field.args
+        args: dict[str, GraphQLArgument] = found.args
         return args
 
-    def check(self, operation: str, arguments: Any) -> dict[str, Any]:
+    def check(
+        self,
+        operation: str,
+        arguments: Any,
+        *,
+        field: Sequence[str] = ("input", "arguments"),
+        operation_field: Sequence[str] = ("input", "operation"),
+        set_by: Sequence[str] = SET_BY_SCHEDULE,
+        owner: str = "schedule",
+    ) -> dict[str, Any]:
         """The stored arguments, checked against the mutation's argument types; InputError
-        with the path inside `arguments` for the first one refused."""
+        with the path inside `arguments` (at `field`) for the first one refused. `set_by`
+        are the options the `owner` (a schedule, a chain) sets itself."""
+        path = list(field)
+        upload_code = "UPLOAD_NOT_SCHEDULABLE" if owner == "schedule" else "UPLOAD_NOT_CHAINABLE"
         if not isinstance(arguments, dict):
             raise InputError(
                 "arguments is an object of the mutation's arguments, e.g. "
                 '{"selection": {"filter": {}}, "status": "ARCHIVED"}.',
                 code="INVALID_ARGUMENTS",
-                field=ARGUMENTS,
+                field=path,
             )
-        args = self._arguments(operation)
+        args = self.arguments_of(operation, operation_field)
         for name in arguments:
             if name not in args:
                 raise InputError(
                     f"{operation} takes no argument {name!r}.",
                     code="UNKNOWN_ARGUMENT",
-                    field=[*ARGUMENTS, name],
+                    field=[*path, name],
                 )
         for name, arg in args.items():
             given = arguments.get(name)
             if get_named_type(arg.type).name == "Upload":
                 if given is not None or (is_non_null_type(arg.type) and name not in arguments):
                     raise InputError(
-                        f"{operation} cannot be scheduled with an upload: a schedule stores "
+                        f"{operation} cannot take an upload in a {owner}: a {owner} stores "
                         "JSON arguments, not files.",
-                        code="UPLOAD_NOT_SCHEDULABLE",
-                        field=[*ARGUMENTS, name],
+                        code=upload_code,
+                        field=[*path, name],
                     )
                 continue
             if name not in arguments:
@@ -106,17 +121,17 @@ class SchemaRunner:
                     raise InputError(
                         f"{operation} needs the argument {name!r}.",
                         code="MISSING_ARGUMENT",
-                        field=[*ARGUMENTS, name],
+                        field=[*path, name],
                     )
                 continue
-            _coerce(given, arg.type, [*ARGUMENTS, name])
+            _coerce(given, arg.type, [*path, name])
             if name == "options" and isinstance(given, dict):
-                for option in SET_BY_SCHEDULE:
+                for option in set_by:
                     if option in given:
                         raise InputError(
-                            f"A schedule sets options.{option} itself.",
-                            code="OPTION_SET_BY_SCHEDULE",
-                            field=[*ARGUMENTS, name, option],
+                            f"A {owner} sets options.{option} itself.",
+                            code=f"OPTION_SET_BY_{owner.upper()}",
+                            field=[*path, name, option],
                         )
         return arguments
 
@@ -133,8 +148,8 @@ class SchemaRunner:
         checked = self.check(operation, arguments)
         token = COUNT_ONLY.set(True)
         try:
-            answer = await self._execute(
-                services, tenant_id, subject, operation, checked, {"dryRun": True}
+            answer = await self.execute(
+                _context(services, tenant_id, subject), operation, checked, {"dryRun": True}
             )
         finally:
             COUNT_ONLY.reset(token)
@@ -149,10 +164,8 @@ class SchemaRunner:
         self, services: Services, schedule: Schedule, *, idempotency_key: str
     ) -> JobState:
         """Queue the schedule's mutation as a job under `idempotency_key`."""
-        answer = await self._execute(
-            services,
-            schedule.tenant_id,
-            schedule.created_by,
+        answer = await self.execute(
+            _context(services, schedule.tenant_id, schedule.created_by),
             schedule.operation,
             schedule.arguments,
             {"mode": "BACKGROUND", "dryRun": False, "idempotencyKey": idempotency_key},
@@ -169,18 +182,19 @@ class SchemaRunner:
             )
         return job
 
-    async def _execute(
+    async def execute(
         self,
-        services: Services,
-        tenant_id: str,
-        subject: str | None,
+        context: Context,
         operation: str,
         arguments: dict[str, Any],
         options: dict[str, Any],
+        *,
+        field: Sequence[str] = ARGUMENTS,
     ) -> dict[str, Any]:
-        """The mutation's answer; a Rejected one raised as InputError with its field
-        inside `arguments`."""
-        args = self._arguments(operation)
+        """The mutation's answer to `arguments` with `options` set over theirs, run with
+        `context`; a Rejected one raised as InputError with its field inside `arguments`
+        (at `field`)."""
+        args = self.arguments_of(operation)
         variables = {name: value for name, value in arguments.items() if name in args}
         if "options" in args:
             variables["options"] = {**(arguments.get("options") or {}), **options}
@@ -194,16 +208,16 @@ class SchemaRunner:
         result = await self.schema.execute(
             document,
             variable_values=variables,
-            context_value=_context(services, tenant_id, subject),
+            context_value=context,
         )
         if result.errors:
-            raise InputError(result.errors[0].message, code="INVALID_ARGUMENTS", field=ARGUMENTS)
+            raise InputError(result.errors[0].message, code="INVALID_ARGUMENTS", field=list(field))
         answer: dict[str, Any] = result.data["answer"]
         if answer["__typename"] == "Rejected":
             raise InputError(
                 answer["message"],
                 code=answer["code"],
-                field=[*ARGUMENTS, *(answer["field"] or [])],
+                field=[*field, *(answer["field"] or [])],
             )
         return answer
 

@@ -70,6 +70,9 @@ class BatchOutcome:
     skipped: int = 0
     errors: list[ItemFailure] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    # The items a batch changed (for a match, the products it matched), all of them; a
+    # whole run's outcome keeps the first few as its sample. When `changed_products`, they
+    # are products: a chain's next step can take them as its selection (SUCCEEDED).
     changed_ids: list[int] = field(default_factory=list)
 
     @property
@@ -123,6 +126,8 @@ class Operation(ABC, Generic[P]):
     # Whether batches queue stored files for removal (purged once the run has ended).
     deletes_files: ClassVar[bool] = False
     retry: ClassVar[Retry] = Retry.ITEMS
+    # Whether the items a batch reports changed (`BatchOutcome.changed_ids`) are products.
+    changed_products: ClassVar[bool] = True
     # Why retryJob refuses, for `Retry.NEVER`.
     not_retryable: ClassVar[str] = ""
 

@@ -65,7 +65,7 @@ class AddProductsToDataset(_DatasetOperation):
             failed=len(errors),
             skipped=len(found) - len(added),
             errors=errors,
-            changed_ids=added[:10],
+            changed_ids=added,
         )
 
 
@@ -100,5 +100,5 @@ class RemoveProductsFromDataset(_DatasetOperation):
             failed=len(errors),
             skipped=len(found) - len(removed),
             errors=errors,
-            changed_ids=removed[:10],
+            changed_ids=removed,
         )

@@ -27,6 +27,8 @@ from bulkops.storage import LocalStorage
 
 
 class DeleteImages(Operation[NoParams]):
+    # Its items are images: what it deleted is no selection of products.
+    changed_products = False
     name = "deleteImages"
     description = (
         "Delete images and their stored files; images already gone are skipped, files "
@@ -125,7 +127,7 @@ class DeleteImages(Operation[NoParams]):
                 # Also what tells the worker that this batch queued files to remove.
                 "deletedImages": len(deleted),
             },
-            changed_ids=deleted[:10],
+            changed_ids=deleted,
         )
 
 

@@ -58,5 +58,5 @@ class DeleteProducts(Operation[NoParams]):
             succeeded=len(deleted),
             skipped=len(ids) - len(deleted),
             counters={"deletedImages": row["images"], "removedFromDatasets": row["memberships"]},
-            changed_ids=deleted[:10],
+            changed_ids=deleted,
         )

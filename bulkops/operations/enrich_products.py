@@ -247,7 +247,7 @@ class EnrichProducts(CallingOperation[EnrichParams, EnrichItem, str]):
             failed=len(errors),
             skipped=len(found) - len(changed),
             errors=errors,
-            changed_ids=changed[:10],
+            changed_ids=changed,
         )
 
 

@@ -140,7 +140,7 @@ class ExportProducts(Operation[ExportParams]):
             last_id=ids[-1],
             link_seconds=params.link_seconds,
         )
-        return BatchOutcome(succeeded=copied, skipped=len(ids) - copied, changed_ids=ids[:10])
+        return BatchOutcome(succeeded=copied, skipped=len(ids) - copied, changed_ids=ids)
 
 
 def _sync(out: IO[bytes]) -> None:

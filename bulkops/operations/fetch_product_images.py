@@ -203,7 +203,7 @@ class FetchProductImages(CallingOperation[FetchParams, FetchItem, Fetched]):
             skipped=skipped,
             errors=errors,
             counters={"imagesAdded": len(added), "alreadyPresent": skipped},
-            changed_ids=changed[:10],
+            changed_ids=changed,
         )
 
 

@@ -131,7 +131,7 @@ async def _import_batch(conn: asyncpg.Connection, ids: list[int]) -> BatchOutcom
         skipped=len(ids) - len(errors) - len(changed),
         errors=errors,
         counters={"created": created, "updated": len(changed) - created},
-        changed_ids=changed[:10],
+        changed_ids=changed,
     )
 
 

@@ -214,7 +214,7 @@ class MatchProducts(Operation[MatchParams]):
             skipped=len(unmatched),
             errors=sorted(errors, key=lambda e: e.row or 0),
             counters=counters,
-            changed_ids=list(dict.fromkeys(matched_ids))[:10],
+            changed_ids=list(dict.fromkeys(matched_ids)),
         )
 
 

@@ -51,5 +51,5 @@ class SetProductStatus(Operation[SetStatusParams]):
             failed=len(errors),
             skipped=len(found) - len(changed),
             errors=errors,
-            changed_ids=changed[:10],
+            changed_ids=changed,
         )

@@ -71,7 +71,7 @@ class UpdateProducts(Operation[UpdateParams]):
                 "identifiersSet": identifiers_set,
                 "identifiersRemoved": identifiers_removed,
             },
-            changed_ids=changed[:10],
+            changed_ids=changed,
         )
 
 

@@ -32,12 +32,12 @@ from bulkops.operations.calling import CallBatch, CallContext, CallingOperation
 from bulkops.outside import Usage
 from bulkops.selection import Selection
 from bulkops.services.calls import STOPPED, CallRound, call_items
+from bulkops.services.chains import complete_step, record_outcome
 from bulkops.services.container import Services
 from bulkops.services.job_ends import (
     AbortBatch,
     BatchDone,
     abort_job,
-    complete_job,
     fail_job,
     finish_job,
 )
@@ -115,7 +115,8 @@ async def run_job_batch(
         last = len(ids) <= batch_size
         ids = ids[:batch_size]
         if not ids:
-            job = await complete_job(conn, job, selection)
+            ctx = BatchContext(conn=conn, storage=services.storage, tenant_id=tenant_id)
+            job = await complete_step(ctx, services.operations, job, selection)
             await op.release(conn, selection)
             return BatchDone(before, job, False)
         ctx = BatchContext(conn=conn, storage=services.storage, tenant_id=tenant_id)
@@ -160,9 +161,9 @@ async def run_job_batch(
             if job.status == JobStatus.CANCELLING:
                 job = await finish_job(conn, job, JobStatus.CANCELLED, step="cancelled")
             elif found.stopped:
-                job = await _stop(ctx, job, selection, found.stopped)
+                job = await _stop(ctx, services, job, selection, found.stopped)
             elif last:
-                job = await complete_job(conn, job, selection)
+                job = await complete_step(ctx, services.operations, job, selection)
         if job.terminal:
             await op.release(conn, selection)
     return BatchDone(before, job, True)
@@ -187,7 +188,9 @@ async def _hand_back(services: Services, job: JobState, worker_id: str, next_try
     return "SLICED"
 
 
-async def _stop(ctx: BatchContext, job: JobState, selection: Selection, reason: str) -> JobState:
+async def _stop(
+    ctx: BatchContext, services: Services, job: JobState, selection: Selection, reason: str
+) -> JobState:
     """End the job because its stop reason says so: the items not called are skipped,
     with one error giving the reason, also kept in the job's result."""
     job = await job_runs.record_batch(
@@ -201,7 +204,9 @@ async def _stop(ctx: BatchContext, job: JobState, selection: Selection, reason: 
         errors=[ItemFailure(STOPPED, reason)],
         step="done",
     )
-    return await complete_job(ctx.conn, job, selection, extra={"stopReason": reason})
+    return await complete_step(
+        ctx, services.operations, job, selection, extra={"stopReason": reason}
+    )
 
 
 async def _write(
@@ -223,7 +228,9 @@ async def _write(
     try:
         async with conn.transaction():
             if found.done:
-                outcome.add(await op.write_results(ctx, params, found.done))
+                written = await op.write_results(ctx, params, found.done)
+                await record_outcome(conn, job, written)
+                outcome.add(written)
             outcome.add(found.outcome)
             if outcome.failed and job.error_policy == ErrorPolicy.ABORT:
                 raise AbortBatch(outcome)

@@ -11,6 +11,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from bulkops import metrics
+from bulkops.db import chains as chains_db
 from bulkops.db import job_runs, match_inputs
 from bulkops.db import jobs as jobs_db
 from bulkops.db.pool import tenant_transaction
@@ -34,9 +35,16 @@ def log_fields(job: JobState) -> dict[str, str]:
 
 async def cancel_job(pool: asyncpg.Pool, redis: Redis, tenant_id: str, job_id: str) -> JobState:
     """A queued or paused job ends CANCELLED at once; a running one is asked to stop
-    (CANCELLING) and ends CANCELLED after its current batch, keeping what was done."""
+    (CANCELLING) and ends CANCELLED after its current batch, keeping what was done. The
+    steps of its chain after it never start. For a step that has ended while its chain
+    goes on, the chain's unfinished step is the one cancelled (and returned)."""
     async with tenant_transaction(pool, tenant_id) as conn:
         job = await _locked(conn, job_id)
+        if job.terminal and job.next_id is not None:
+            following = await chains_db.following_live_step(conn, job_id)
+            if following is not None:
+                job = await _locked(conn, following)
+                job_id = job.id
         if job.terminal:
             raise InputError(
                 f"The job already ended {job.status}.", code="JOB_FINISHED", field=["id"]
@@ -125,6 +133,9 @@ async def retry_job(
             child = await _retry_match(conn, job, selection, scope=scope, created_by=created_by)
         else:
             child = await _retry_items(conn, job, selection, scope=scope, created_by=created_by)
+        if child.chain:
+            # The retry goes on with the chain, from what the step already did.
+            await chains_db.copy_outcome(conn, job.id, child.id)
     await enqueue_slice(redis, child.id, tenant_id, child.priority)
     log.info("job queued: retry of %s", job_id, extra=log_fields(child))
     await publish_state(redis, child)
@@ -156,6 +167,7 @@ async def _retry_items(
         total=len(failed) if failed else job.total,
         parent_id=job.id,
         created_by=created_by,
+        chain=_rest_of_chain(job),
     )
     if failed:
         await jobs_db.insert_job_items(conn, child.id, failed)
@@ -200,7 +212,14 @@ async def _retry_match(
         total=staged,
         parent_id=job.id,
         created_by=created_by,
+        chain=_rest_of_chain(job),
     )
+
+
+def _rest_of_chain(job: JobState) -> tuple[dict[str, Any], ...]:
+    """The chain a retry carries on: the step's, unless the chain went on already (a
+    PARTIAL step whose next step runs on partial)."""
+    return job.chain if job.next_id is None else ()
 
 
 def _nothing_to_retry() -> InputError:

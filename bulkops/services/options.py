@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bulkops.domain import ErrorPolicy, ExecutionMode, Priority
+from bulkops.services.chains import ChainStep
 
 
 @dataclass(frozen=True)
@@ -14,3 +15,5 @@ class BulkOptions:
     idempotency_key: str | None = None
     priority: Priority = Priority.NORMAL
     error_policy: ErrorPolicy = ErrorPolicy.CONTINUE
+    # The steps that run after this one (`bulkops.services.chains`).
+    then: tuple[ChainStep, ...] = ()

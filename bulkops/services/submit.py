@@ -27,6 +27,7 @@ from bulkops.operations.base import BatchContext, BatchOutcome, JobAborted, Oper
 from bulkops.operations.calling import CallingOperation
 from bulkops.selection import Selection
 from bulkops.services import calls, idempotency
+from bulkops.services.chains import CAPTURE
 from bulkops.services.container import Services
 from bulkops.services.files import purge_deleted_files
 from bulkops.services.inline import InlineResult, RunUndone, apply_inline
@@ -100,8 +101,11 @@ def check_inline_limit(op: Operation[Any], count: int, options: BulkOptions) -> 
 
 def runs_inline(op: Operation[Any], matched: int, options: BulkOptions) -> bool:
     """Whether `matched` items run inline under `options` (refused when INLINE asks for
-    more than the operation runs inline)."""
+    more than the operation runs inline). A chain's first step is always a job: the steps
+    after it start when it ends."""
     check_inline_limit(op, matched, options)
+    if options.then and not options.dry_run:
+        return False
     return (
         options.dry_run
         or options.mode == ExecutionMode.INLINE
@@ -176,6 +180,11 @@ async def _submit(
         op.check_configured(services.settings)
     if isinstance(source, Selection):
         return await _run(services, tenant_id, op, source, params, options, created_by)
+    if CAPTURE.get() is not None:
+        raise InputError(
+            f"{op.name} takes rows or an upload, so it can only be a chain's first step.",
+            code="NOT_CHAINABLE",
+        )
     # Parameters bound to the staged input are checked once it is staged (a refusal then
     # discards it).
     if source.known_rows is not None:
@@ -213,6 +222,13 @@ async def _run(
         async with tenant_transaction(services.pool, tenant_id) as conn:
             ctx = BatchContext(conn=conn, storage=services.storage, tenant_id=tenant_id)
             await op.check(conn, params)
+            capture = CAPTURE.get()
+            if capture is not None:
+                if capture.check_selection:
+                    await op.count(conn, selection)
+                capture.operation, capture.params, capture.selection = op.name, raw, selection
+                capture.priority, capture.error_policy = options.priority, options.error_policy
+                raise RunUndone(InlineResult(op.name, 0, BatchOutcome(), True, []))
             matched = await op.count(conn, selection)
             if COUNT_ONLY.get():
                 raise RunUndone(InlineResult(op.name, matched, BatchOutcome(), True, []))
@@ -352,6 +368,7 @@ async def insert_job(
         idempotency_key=options.idempotency_key,
         item_ids=selection.ids,
         created_by=created_by,
+        chain=[step.to_json() for step in options.then],
     )
 
 

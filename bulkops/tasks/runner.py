@@ -27,12 +27,12 @@ from bulkops.operations.base import BatchContext, JobAborted, Operation
 from bulkops.operations.calling import CallingOperation
 from bulkops.selection import Selection
 from bulkops.services.call_jobs import run_job_batch
+from bulkops.services.chains import announce_next, complete_step, record_outcome
 from bulkops.services.container import Services
 from bulkops.services.job_ends import (
     AbortBatch,
     BatchDone,
     abort_job,
-    complete_job,
     fail_job,
     finish_job,
 )
@@ -188,6 +188,7 @@ async def _run_batches(
             )
         if job.terminal:
             metrics.count_job_end(job.operation, job.status)
+            await announce_next(deps.services, job)
         now = time.monotonic()
         if (
             job.terminal
@@ -270,8 +271,10 @@ async def _db_batch(
                 job = await _apply(batch, op, params, job, ids, deps.settings.lease_seconds)
                 applied = True
             if not job.terminal and last:
-                # The last batch finishes the job in the same transaction.
-                job = await complete_job(conn, job, selection)
+                # The last batch finishes the job (and makes its chain's next step) in the
+                # same transaction.
+                batch = BatchContext(conn=conn, storage=deps.storage, tenant_id=tenant_id)
+                job = await complete_step(batch, deps.services.operations, job, selection)
         if job.terminal:
             await op.release(conn, selection)
     return BatchDone(before, job, applied)
@@ -310,6 +313,7 @@ async def _apply(
             outcome = await op.apply_batch(batch, params, ids)
             if outcome.failed and job.error_policy == ErrorPolicy.ABORT:
                 raise AbortBatch(outcome)
+            await record_outcome(conn, job, outcome)
     except AbortBatch as aborted:
         return await abort_job(conn, job, aborted.outcome)
     except JobAborted as exc:

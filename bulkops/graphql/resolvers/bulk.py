@@ -8,7 +8,9 @@ from typing import Any
 import strawberry
 from starlette.datastructures import UploadFile
 
+from bulkops.domain import ExecutionMode
 from bulkops.errors import InputError
+from bulkops.graphql.chained import resolve_chain
 from bulkops.graphql.inputs import BulkOptions, ImageSelection, ProductPatch, ProductSelection
 from bulkops.graphql.resolvers.catalog import to_filter
 from bulkops.graphql.types.catalog import Product
@@ -28,12 +30,14 @@ from bulkops.selection import Selection, build_selection, parse_id
 from bulkops.services import images as images_service
 from bulkops.services import imports as imports_service
 from bulkops.services import matching
+from bulkops.services.chains import ChainStep
 from bulkops.services.inline import InlineResult
 from bulkops.services.options import BulkOptions as RunOptions
 from bulkops.services.submit import QueuedResult, submit
 
 
-def to_options(options: BulkOptions | None) -> RunOptions:
+async def to_options(info: Info, options: BulkOptions | None, operation: str) -> RunOptions:
+    """How a request of `operation` asks to run, its chain's steps checked."""
     if options is None:
         return RunOptions()
     key = options.idempotency_key
@@ -43,12 +47,22 @@ def to_options(options: BulkOptions | None) -> RunOptions:
             code="INVALID_IDEMPOTENCY_KEY",
             field=["options", "idempotencyKey"],
         )
+    then: tuple[ChainStep, ...] = ()
+    if options.then:
+        if options.mode == ExecutionMode.INLINE:
+            raise InputError(
+                "A chain runs as jobs, one step after another; leave mode INLINE out.",
+                code="CHAIN_NEEDS_JOB",
+                field=["options", "mode"],
+            )
+        then = await resolve_chain(info, operation, options.then)
     return RunOptions(
         mode=options.mode,
         dry_run=options.dry_run,
         idempotency_key=key,
         priority=options.priority,
         error_policy=options.error_policy,
+        then=then,
     )
 
 
@@ -124,7 +138,7 @@ async def run_bulk(
             operation=operation,
             selection=sel,
             params=parsed_params,
-            options=to_options(options),
+            options=await to_options(info, options, operation),
             created_by=info.context.subject,
         )
     except InputError as exc:
@@ -178,7 +192,7 @@ async def import_products(info: Info, upload: Any, options: BulkOptions | None) 
             field=["upload"],
         )
     try:
-        bulk_options = to_options(options)
+        bulk_options = await to_options(info, options, "importProducts")
         source = await imports_service.upload_input(upload.file, upload.filename)
         result = await submit(
             info.context.services,
@@ -202,7 +216,7 @@ async def delete_images(
 ) -> BulkResult:
     settings = info.context.services.settings
     try:
-        bulk_options = to_options(options)
+        bulk_options = await to_options(info, options, "deleteImages")
         sel = await image_selection(info, selection, max_ids=settings.max_ids_per_selection)
         result = await submit(
             info.context.services,

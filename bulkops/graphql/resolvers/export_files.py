@@ -22,7 +22,7 @@ async def export_products(
     """Export inline (small selections) or as a job; both give the file as `resultFile`."""
     settings = info.context.services.settings
     try:
-        bulk_options = to_options(options)
+        bulk_options = await to_options(info, options, "exportProducts")
         # The filter is checked as every mutation's is (statuses, ids, the dataset).
         flt = to_filter(filter, ["filter"]) or FilterModel()
         selection = build_selection(None, flt, max_ids=settings.max_ids_per_selection, field=())

@@ -47,7 +47,7 @@ async def _fetch_product_images(
     services = info.context.services
     allow_private = services.settings.allow_private_networks
     try:
-        bulk_options = to_options(options)
+        bulk_options = await to_options(info, options, OPERATION)
         if (sources is None) == (upload is None):
             raise InputError(
                 "Give exactly one of sources or upload.", code="INVALID_INPUT", field=["sources"]

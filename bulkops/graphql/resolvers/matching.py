@@ -65,7 +65,7 @@ async def _match_products(
 ) -> BulkResult:
     limit = info.context.services.operations["matchProducts"].thresholds.inline_limit
     try:
-        bulk_options = to_options(options)
+        bulk_options = await to_options(info, options, "matchProducts")
         if (rows is None) == (upload is None):
             raise InputError(
                 "Give exactly one of rows or upload.", code="INVALID_INPUT", field=["rows"]

@@ -8,14 +8,14 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
-from bulkops.graphql.enums import JobStatus, Priority
+from bulkops.graphql.enums import ChainRunOn, ChainSelection, JobStatus, Priority
 from bulkops.graphql.paging import int_cursor, page_size
 from bulkops.graphql.types.common import Connection, Info, connection, encode_cursor
 from bulkops.graphql.types.export_files import ResultFile, result_file
 from bulkops.graphql.types.matching import MatchRow, job_match_results
 from bulkops.models import ItemFailure, JobState
 from bulkops.operations.calling import CallingOperation
-from bulkops.services import job_reads
+from bulkops.services import chains, job_reads
 
 
 @strawberry.type
@@ -103,6 +103,8 @@ class Job:
         'e.g. "provider unavailable, next try 12:03:05"; null while it progresses.'
     )
     parent_id: strawberry.Private[str | None]
+    next_id: strawberry.Private[str | None] = None
+    chain: strawberry.Private[tuple[dict[str, Any], ...]] = ()
     stored_usage: strawberry.Private[dict[str, Any] | None] = None
     # What the run's parameters name: the file it writes, the staged input it matches.
     file_id: strawberry.Private[str | None] = None
@@ -134,6 +136,8 @@ class Job:
             stored_usage=state.usage,
             waiting_reason=state.waiting_reason,
             parent_id=state.parent_id,
+            next_id=state.next_id,
+            chain=state.chain,
             file_id=state.params.get("file_id"),
             input_id=state.params.get("input_id"),
         )
@@ -193,12 +197,50 @@ class Job:
             return None
         return await result_file(info, self.file_id)
 
-    @strawberry.field
+    @strawberry.field(
+        description="The job this one came from: the step before it in a chain, or the job "
+        "it retries."
+    )
     async def parent(self, info: Info) -> Job | None:
         if self.parent_id is None:
             return None
         state = await info.context.loaders.jobs.load(self.parent_id)
         return Job.from_state(state) if state else None
+
+    @strawberry.field(
+        description="The job of the chain's next step, made when this one ended; null "
+        "before, and when the chain stopped here."
+    )
+    async def next(self, info: Info) -> Job | None:
+        if self.next_id is None:
+            return None
+        state = await info.context.loaders.jobs.load(self.next_id)
+        return Job.from_state(state) if state else None
+
+    @strawberry.field(
+        description="The steps of the job's chain that run after it, in order (empty "
+        "without a chain)."
+    )
+    def next_steps(self) -> list[ChainStep]:
+        return [ChainStep.from_stored(step) for step in self.chain]
+
+
+@strawberry.type(description="A step of a chain, as options.then gave it.")
+class ChainStep:
+    operation: str
+    arguments: JSON
+    selection_from: ChainSelection | None
+    run_on: ChainRunOn
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> ChainStep:
+        step = chains.ChainStep.from_json(data)
+        return cls(
+            operation=step.operation,
+            arguments=cast(JSON, step.arguments),
+            selection_from=step.selection_from,
+            run_on=step.run_on,
+        )
 
 
 @strawberry.type
