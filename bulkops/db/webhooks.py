@@ -4,6 +4,7 @@ SECURITY DEFINER function of the migrations."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -367,3 +368,20 @@ async def remove_expired(conn: asyncpg.Connection, retention: timedelta) -> int:
     """Remove ended deliveries older than `retention` (every tenant's)."""
     removed: int = await conn.fetchval("SELECT remove_expired_webhook_deliveries($1)", retention)
     return removed
+
+
+# The channel the outbox notifies when deliveries are written (migration 0021).
+NUDGE_CHANNEL = "bulkops_webhooks"
+
+
+async def listen_for_deliveries(
+    dsn: str, role: str | None, on_nudge: Callable[[], None]
+) -> asyncpg.Connection:
+    """A connection of its own that calls `on_nudge` whenever a committed transaction has
+    written deliveries; close it to stop."""
+    server_settings = {"application_name": "bulkops-webhooks"}
+    if role is not None:
+        server_settings["role"] = role
+    conn: asyncpg.Connection = await asyncpg.connect(dsn, server_settings=server_settings)
+    await conn.add_listener(NUDGE_CHANNEL, lambda *_: on_nudge())
+    return conn

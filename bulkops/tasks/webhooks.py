@@ -1,7 +1,9 @@
 """The webhook sender of a worker: it keeps up to `webhook_concurrency` deliveries in
-flight, claiming more (due ones of every tenant) as soon as there is room and at least
-every `webhook_poll_seconds`, so a slow receiver holds one place, not the others. Every
-worker runs one; `FOR UPDATE SKIP LOCKED` gives each delivery to one of them."""
+flight, claiming more (due ones of every tenant) as soon as there is room, as soon as a
+transaction that wrote deliveries commits (the outbox notifies; see `listen_for_deliveries`)
+and at least every `webhook_poll_seconds` (retries that come due), so a slow receiver holds
+one place, not the others. Every worker runs one; `FOR UPDATE SKIP LOCKED` gives each
+delivery to one of them."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import logging
 
 import asyncpg
 
-from bulkops.db.webhooks import ClaimedDelivery
+from bulkops.db.webhooks import ClaimedDelivery, listen_for_deliveries
 from bulkops.services.container import Services
 from bulkops.services.webhook_delivery import claim, deliver
 
@@ -27,6 +29,10 @@ class WebhookSender:
         self.in_flight: set[asyncio.Task[None]] = set()
         self._db_turn = asyncio.Lock()
         self._room = asyncio.Event()
+        # Set when deliveries were written; without a listening connection the poll alone
+        # finds them.
+        self._nudged = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name="bulkops-webhooks")
@@ -34,6 +40,8 @@ class WebhookSender:
     async def _run(self) -> None:
         settings = self.services.settings
         while True:
+            await self._listen()
+            self._nudged.clear()
             free = settings.webhook_concurrency - len(self.in_flight)
             claimed: list[ClaimedDelivery] = []
             if free > 0:
@@ -55,7 +63,21 @@ class WebhookSender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._room.wait(), settings.webhook_poll_seconds)
             else:
-                await asyncio.sleep(settings.webhook_poll_seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._nudged.wait(), settings.webhook_poll_seconds)
+
+    async def _listen(self) -> None:
+        """Open the connection that hears of new deliveries, when it is not open."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        settings = self.services.settings
+        try:
+            self._listener = await listen_for_deliveries(
+                settings.database_url or "", settings.app_role, self._nudged.set
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._listener = None
+            log.warning("not listening for new webhook deliveries (polling only): %s", exc)
 
     async def _send(self, delivery: ClaimedDelivery) -> None:
         try:
@@ -76,3 +98,6 @@ class WebhookSender:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None

@@ -502,3 +502,31 @@ async def test_ticks_a_schedule_skips_are_events_for_the_endpoints_that_want_the
     ]
     assert {d["schedule"]["id"] for d in data} == {made["id"]}
     assert sorted(d["tick"]["reason"] for d in data) == ["COALESCED"] + ["MISSED"] * 9
+
+
+async def test_a_committed_event_wakes_the_sender_without_waiting_for_its_poll(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    storage: LocalStorage,
+    tenant: Tenant,
+    settings: Settings,
+) -> None:
+    await make_products(owner, storage, tenant, 2, with_images=False)
+    # The sender polls once when it starts, then not again within the test: only the
+    # outbox's notice can bring it the job's events.
+    never = settings.model_copy(update={"webhook_poll_seconds": 3600.0})
+    async with provider_server() as receiver:
+        endpoint = await create(gql, receiver.url("/hook"))
+        async with worker(never):
+            await asyncio.sleep(0.2)  # the sender's first poll has passed
+            job_id = await queue_job(gql)
+
+            async def delivered() -> list[str] | None:
+                got = [body["type"] for _, body in verified(endpoint["secret"], receiver.seen)]
+                return got if "job.succeeded" in got else None
+
+            events = await until(delivered)
+    assert sorted(events) == ["job.queued", "job.started", "job.succeeded"]
+    assert {
+        body["data"]["job"]["id"] for _, body in verified(endpoint["secret"], receiver.seen)
+    } == {job_id}
