@@ -21,16 +21,17 @@ async def record_outcome(conn: asyncpg.Connection, job_id: str, ids: list[int]) 
 async def items_from_outcome(conn: asyncpg.Connection, source: str, target: str) -> int:
     """The job `target`'s items are the products of `source`'s outcome that still exist;
     how many."""
-    status: str = await conn.execute(
-        """INSERT INTO job_items (job_id, item_id)
-           SELECT $2, o.item_id FROM job_outcomes o
-           WHERE o.job_id = $1 AND o.tenant_id = current_tenant_id()
-             AND EXISTS (SELECT 1 FROM products p
-                         WHERE p.id = o.item_id AND p.tenant_id = current_tenant_id())""",
+    stored: int = await conn.fetchval(
+        """SELECT store_job_items($2, ARRAY(
+             SELECT o.item_id FROM job_outcomes o
+             WHERE o.job_id = $1 AND o.tenant_id = current_tenant_id()
+               AND EXISTS (SELECT 1 FROM products p
+                           WHERE p.id = o.item_id AND p.tenant_id = current_tenant_id())
+             ORDER BY o.item_id))""",
         source,
         target,
     )
-    return int(status.rsplit(" ", 1)[-1])
+    return stored
 
 
 async def copy_outcome(conn: asyncpg.Connection, source: str, target: str) -> None:

@@ -70,8 +70,8 @@ async def lock_job_batch(
 ) -> tuple[LockedJob, list[int]]:
     """The job row locked until the transaction ends, with the next `items` of its stored
     ids past the cursor read under that lock (none when `items` is 0), in one round trip.
-    The ids come along the primary key whatever the statistics say (job_item_batch in
-    migration 0009). LookupError when there is no such job."""
+    The ids come from the job's chunks of ids past the cursor (job_item_batch in
+    migration 0022). LookupError when there is no such job."""
     row = await conn.fetchrow(
         """WITH j AS (
              SELECT *, COALESCE(lease_expires_at > clock_timestamp(), false) AS lease_live

@@ -29,18 +29,16 @@ async def insert_job(
     created_by: str | None = None,
     chain: Sequence[dict[str, Any]] = (),
 ) -> JobState:
-    """The job row and, when the selection is explicit ids, its `item_ids`: one statement.
+    """The job row and, when the selection is explicit ids, its `item_ids` (sorted,
+    unique; stored in chunks by store_job_items, migration 0022): one statement.
     `chain`: the steps that run after it."""
     row = await conn.fetchrow(
         """WITH job AS (
              INSERT INTO jobs (operation, priority, error_policy, params, selection, total,
                                parent_id, idempotency_key, current_step, created_by, chain)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $10, $11)
-             RETURNING *),
-           items AS (
-             INSERT INTO job_items (job_id, item_id)
-             SELECT job.id, item FROM job, unnest($9::bigint[]) AS item)
-           SELECT * FROM job""",
+             RETURNING *)
+           SELECT job.*, store_job_items(job.id, $9::bigint[]) AS stored_items FROM job""",
         operation,
         priority,
         error_policy,
@@ -57,9 +55,8 @@ async def insert_job(
 
 
 async def insert_job_items(conn: asyncpg.Connection, job_id: str, ids: list[int]) -> None:
-    await conn.execute(
-        "INSERT INTO job_items (job_id, item_id) SELECT $1, unnest($2::bigint[])", job_id, ids
-    )
+    """Store `ids` (sorted, unique) as the job's items."""
+    await conn.execute("SELECT store_job_items($1, $2::bigint[])", job_id, ids)
 
 
 async def get_job(conn: asyncpg.Connection, job_id: str) -> JobState | None:
@@ -101,14 +98,18 @@ async def failed_item_ids(conn: asyncpg.Connection, job_id: str) -> list[int]:
 
 
 async def copy_job_items(conn: asyncpg.Connection, source: str, target: str) -> int:
-    status: str = await conn.execute(
-        """INSERT INTO job_items (job_id, item_id)
-           SELECT $2, item_id FROM job_items
-           WHERE job_id = $1 AND tenant_id = current_tenant_id()""",
+    """The job `target`'s items are `source`'s; how many."""
+    copied: int = await conn.fetchval(
+        """WITH copied AS (
+             INSERT INTO job_item_chunks (job_id, first_id, last_id, ids)
+             SELECT $2, first_id, last_id, ids FROM job_item_chunks
+             WHERE job_id = $1 AND tenant_id = current_tenant_id()
+             RETURNING cardinality(ids) AS n)
+           SELECT COALESCE(sum(n), 0)::bigint FROM copied""",
         source,
         target,
     )
-    return int(status.rsplit(" ", 1)[-1])
+    return copied
 
 
 async def raw_selection(conn: asyncpg.Connection, job_id: str) -> dict[str, Any]:

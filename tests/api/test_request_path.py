@@ -101,7 +101,7 @@ async def test_an_unknown_id_in_a_long_list_queues_nothing(
     assert (result["__typename"], result["code"]) == ("Rejected", "NOT_FOUND")
     assert result["field"] == ["selection", "ids"]
     assert await owner.fetchval("SELECT count(*) FROM jobs") == 0
-    assert await owner.fetchval("SELECT count(*) FROM job_items") == 0
+    assert await owner.fetchval("SELECT count(*) FROM job_item_chunks") == 0
 
 
 async def test_a_queued_job_holds_its_ids_and_is_announced(
@@ -122,8 +122,8 @@ async def test_a_queued_job_holds_its_ids_and_is_announced(
         job = data["setProductStatus"]["job"]
         assert (job["status"], job["total"]) == ("QUEUED", COUNT)
         items = await owner.fetch(
-            "SELECT item_id, tenant_id::text AS tenant FROM job_items WHERE job_id = $1 "
-            "ORDER BY item_id",
+            "SELECT unnest(ids) AS item_id, tenant_id::text AS tenant FROM job_item_chunks "
+            "WHERE job_id = $1 ORDER BY item_id",
             job["id"],
         )
         assert [r["item_id"] for r in items] == sorted(catalog)

@@ -21,7 +21,7 @@ TENANT_TABLES = {
     "dataset_products",
     "file_deletions",
     "jobs",
-    "job_items",
+    "job_item_chunks",
     "job_errors",
     "import_uploads",
     "import_rows",
