@@ -14,6 +14,8 @@ import httpx
 from bulkops.config import Settings
 from bulkops.storage import LocalStorage
 from tests.api.test_export_job import download
+from tests.api.test_schedules import ARCHIVE_DRAFTS, act
+from tests.api.test_schedules import create as create_schedule
 from tests.support import (
     GraphQLClient,
     Runner,
@@ -516,3 +518,39 @@ async def test_a_chain_that_does_not_fit_is_rejected_naming_the_field(
         )
     assert await jobs_count(owner) == 0
     assert await owner.fetchval("SELECT count(*) FROM products WHERE status = 'DRAFT'") == 0
+
+
+async def test_a_schedule_runs_a_chain(
+    gql: GraphQLClient,
+    owner: asyncpg.Connection,
+    tenant: Tenant,
+    settings: Settings,
+    storage: LocalStorage,
+) -> None:
+    ids = await make_products(owner, storage, tenant, 3, status="DRAFT", with_images=False)
+    dataset = await make_dataset(owner, tenant, "Archived nightly")
+    step = {
+        "operation": "addProductsToDataset",
+        "arguments": {"datasetId": str(dataset)},
+        "selectionFrom": "SUCCEEDED",
+    }
+    arguments = {**ARCHIVE_DRAFTS, "options": {"then": [step]}}
+    made = await create_schedule(gql, arguments=arguments)
+    assert (made["__typename"], made["matchedNow"]) == ("Schedule", 3), made
+    wrong = await create_schedule(
+        gql,
+        arguments={**ARCHIVE_DRAFTS, "options": {"then": [{**step, "selectionFrom": "MATCHED"}]}},
+    )
+    assert (wrong["code"], wrong["field"]) == (
+        "INVALID_CHAIN_SELECTION",
+        ["input", "arguments", "options", "then", "0", "selectionFrom"],
+    )
+    run = await act(gql, "runScheduleNow", made["id"])
+    await run_worker(settings)
+    chain = await chain_of(gql, run["job"]["id"])
+    assert (chain["status"], chain["next"]["operation"], chain["next"]["status"]) == (
+        "SUCCEEDED",
+        "addProductsToDataset",
+        "SUCCEEDED",
+    )
+    assert await dataset_products(owner, dataset) == set(ids)
