@@ -32,7 +32,7 @@ from bulkops.db.migrate import apply_migrations
 from bulkops.db.tenants import insert_token
 from bulkops.dev.seed import print_progress, seed_products
 from bulkops.services.auth import hash_token, new_token
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 WORK_DB = "bulkops_bench"
 TEMPLATE_DB = "bulkops_bench_seeded"
@@ -127,7 +127,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class _Unstored(LocalStorage):
+class _Unstored(Storage):
     """Seeds image rows without writing their files (the files are written afterwards,
     for the products that are deleted)."""
 

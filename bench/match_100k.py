@@ -48,7 +48,7 @@ from bulkops.db.tenants import ensure_tenant, insert_token
 from bulkops.dev.embedded import ensure_servers
 from bulkops.dev.seed import print_progress, seed_products
 from bulkops.services.auth import hash_token, new_token
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.tasks.worker import build_worker
 from bulkops.web.app import create_app
 
@@ -187,7 +187,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def prepare(admin_url: str, storage: LocalStorage, products: int) -> tuple[str, str]:
+async def prepare(admin_url: str, storage: Storage, products: int) -> tuple[str, str]:
     """A migrated, seeded scratch database; returns the tenant's id and a token."""
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
@@ -385,7 +385,7 @@ async def main() -> None:
     servers = ensure_servers(None, None, args.data, persist=False)
     try:
         assert servers.database_url and servers.redis_url
-        storage = LocalStorage(args.data / "files")
+        storage = Storage(args.data / "files")
         tenant_id, token = await prepare(servers.database_url, storage, args.products)
         url = with_database(servers.database_url, DB)
         settings = Settings(

@@ -23,7 +23,7 @@ from bulkops.dev.state import DevUrls, demo_token_path, remove_urls, running_dev
 from bulkops.domain import Scope
 from bulkops.logs import configure_logging
 from bulkops.services.auth import Authenticator, hash_token, new_token
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 log = logging.getLogger("bulkops")
 DEMO_TENANT = "demo"
@@ -76,7 +76,7 @@ async def seed(settings: Settings, tenant: str, count: int) -> None:
     try:
         await seed_products(
             conn,
-            LocalStorage(settings.resolved_storage_dir),
+            Storage.from_settings(settings),
             tenant,
             count,
             report=print_progress,

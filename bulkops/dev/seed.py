@@ -9,7 +9,7 @@ import asyncpg
 
 from bulkops.db import seed as seed_db
 from bulkops.db.tenants import ensure_tenant
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 CHUNK = 10_000
 
@@ -28,7 +28,7 @@ def progress_bar(done: int, total: int, *, label: str = "", width: int = 30) -> 
 
 async def seed_products(
     conn: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant_name: str,
     count: int,
     *,

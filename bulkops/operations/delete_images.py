@@ -23,7 +23,7 @@ from bulkops.operations.base import (
     Thresholds,
 )
 from bulkops.selection import Selection
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 
 class DeleteImages(Operation[NoParams]):
@@ -129,5 +129,5 @@ class DeleteImages(Operation[NoParams]):
         )
 
 
-def _existing(storage: LocalStorage, keys: list[str]) -> list[str]:
+def _existing(storage: Storage, keys: list[str]) -> list[str]:
     return [key for key in keys if storage.exists(key)]

@@ -8,13 +8,13 @@ import asyncpg
 
 from bulkops.db.pool import tenant_transaction
 from bulkops.db.storage import claim_file_deletions, delete_file_deletions
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 PURGE_BATCH = 5000
 PURGE_THREADS = 4
 
 
-async def purge_deleted_files(pool: asyncpg.Pool, storage: LocalStorage, tenant_id: str) -> int:
+async def purge_deleted_files(pool: asyncpg.Pool, storage: Storage, tenant_id: str) -> int:
     """Remove the stored files whose rows were deleted by committed batches.
 
     Each round claims its queue rows (purges running at once take different rows), removes

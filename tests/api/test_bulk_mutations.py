@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import ADD_TO_DATASET, DELETE, JOB, REMOVE_FROM_DATASET, SET_STATUS
 from tests.support import (
     GraphQLClient,
@@ -42,7 +42,7 @@ async def catalog_state(owner: asyncpg.Connection, tenant: Tenant) -> dict[str, 
 
 
 async def twin_catalogs(
-    owner: asyncpg.Connection, storage: LocalStorage, a: Tenant, b: Tenant, count: int
+    owner: asyncpg.Connection, storage: Storage, a: Tenant, b: Tenant, count: int
 ) -> tuple[list[int], list[int], int, int]:
     """The same catalog for two tenants: half Acme, half Zeta, a third in dataset Summer."""
     result = []
@@ -75,7 +75,7 @@ async def test_inline_and_background_end_in_the_same_state(
     by: str,
     http: Any,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     settings: Settings,
 ) -> None:
     a = await make_tenant(owner, "inline-co")
@@ -118,7 +118,7 @@ async def test_inline_and_background_end_in_the_same_state(
 
 
 async def test_delete_removes_images_files_and_memberships(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     dataset = await make_dataset(owner, tenant, "Summer")
     ids = await make_products(owner, storage, tenant, 5, dataset_id=dataset)
@@ -140,7 +140,7 @@ async def test_delete_removes_images_files_and_memberships(
 async def test_background_delete_removes_stored_files(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -156,7 +156,7 @@ async def test_background_delete_removes_stored_files(
 async def test_auto_mode_runs_small_selections_inline_and_large_ones_as_jobs(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -178,7 +178,7 @@ async def test_auto_mode_runs_small_selections_inline_and_large_ones_as_jobs(
 
 
 async def test_add_to_dataset_skips_and_counts_products_already_in_it(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     dataset = await make_dataset(owner, tenant, "Summer")
     inside = await make_products(owner, storage, tenant, 3, dataset_id=dataset)
@@ -200,7 +200,7 @@ async def test_add_to_dataset_skips_and_counts_products_already_in_it(
 
 
 async def test_dry_run_changes_nothing_and_shows_a_sample(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     ids = await make_products(owner, storage, tenant, 1500, with_images=False)
     result = await gql(

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import JOB, SUMMARY_FIELDS
 from tests.support import (
     GraphQLClient,
@@ -39,7 +39,7 @@ def ids_of(ids: list[int]) -> list[str]:
 
 
 async def add_images(
-    owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant, product_ids: list[int]
+    owner: asyncpg.Connection, storage: Storage, tenant: Tenant, product_ids: list[int]
 ) -> list[int]:
     """A second image (and its file) for each of the products; the new image ids."""
     keys = [f"{tenant.id}/images/{i}-back.svg" for i in product_ids]
@@ -63,7 +63,7 @@ async def image_ids(owner: asyncpg.Connection, tenant: Tenant) -> list[int]:
 
 
 async def catalog_state(
-    owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> dict[str, Any]:
     """The tenant's images and stored files, keyed by SKU so two tenants compare."""
     images = await owner.fetch(
@@ -79,7 +79,7 @@ async def catalog_state(
     return {"images": [tuple(r) for r in images], "files": sorted(files), "products": len(skus)}
 
 
-async def twin_catalog(owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant) -> int:
+async def twin_catalog(owner: asyncpg.Connection, storage: Storage, tenant: Tenant) -> int:
     """12 Acme and 8 Zeta products, one image each, and a second image for every third;
     the Acme ones in a dataset. Returns the dataset."""
     dataset = await make_dataset(owner, tenant, "Summer")
@@ -94,7 +94,7 @@ SELECTIONS = ["image ids", "product ids", "product filter"]
 
 @pytest.mark.parametrize("by", SELECTIONS)
 async def test_inline_and_background_end_in_the_same_state(
-    by: str, http: Any, owner: asyncpg.Connection, storage: LocalStorage, settings: Settings
+    by: str, http: Any, owner: asyncpg.Connection, storage: Storage, settings: Settings
 ) -> None:
     a = await make_tenant(owner, "inline-co")
     b = await make_tenant(owner, "background-co")
@@ -139,7 +139,7 @@ async def test_inline_and_background_end_in_the_same_state(
 
 
 async def test_images_and_their_files_are_removed_and_the_products_kept(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     products = await make_products(owner, storage, tenant, 3)
     backs = await add_images(owner, storage, tenant, products)
@@ -168,7 +168,7 @@ async def test_a_file_already_missing_is_counted_not_fatal(
     mode: str,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -190,7 +190,7 @@ async def test_a_file_already_missing_is_counted_not_fatal(
 
 
 async def test_a_file_another_image_still_shows_is_kept(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     products = await make_products(owner, storage, tenant, 2)
     shared = f"{tenant.id}/images/{products[0]}.svg"
@@ -207,7 +207,7 @@ async def test_a_file_another_image_still_shows_is_kept(
 
 
 async def test_dry_run_counts_what_would_go_and_changes_nothing(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     products = await make_products(owner, storage, tenant, 1200)
     storage.path(f"{tenant.id}/images/{products[0]}.svg").unlink()
@@ -231,7 +231,7 @@ async def test_dry_run_counts_what_would_go_and_changes_nothing(
 async def test_images_deleted_before_the_job_reaches_them_are_skipped(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -299,7 +299,7 @@ async def test_a_bad_selection_is_rejected_with_its_field_and_changes_nothing(
     field: list[str],
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
 ) -> None:
     await make_products(owner, storage, tenant, 3)
@@ -314,7 +314,7 @@ async def test_a_bad_selection_is_rejected_with_its_field_and_changes_nothing(
 
 
 async def test_another_tenants_images_are_not_found(
-    http: Any, owner: asyncpg.Connection, storage: LocalStorage
+    http: Any, owner: asyncpg.Connection, storage: Storage
 ) -> None:
     a = await make_tenant(owner, "a-co")
     b = await make_tenant(owner, "b-co")

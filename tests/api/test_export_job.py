@@ -18,7 +18,7 @@ from bulkops.operations.base import BatchContext
 from bulkops.services import export_files
 from bulkops.services.files import purge_deleted_files
 from bulkops.services.signing import signature, signing_key
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.tasks.housekeeping import remove_expired
 from tests.api.test_export import (
     TRICKY_NAME,
@@ -75,7 +75,7 @@ async def test_a_background_export_writes_every_selected_row_once_to_a_signed_fi
     gql: GraphQLClient,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -118,7 +118,7 @@ async def test_a_small_export_runs_inline_with_the_same_file(
     gql: GraphQLClient,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     other_tenant: Tenant,
     settings: Settings,
@@ -149,7 +149,7 @@ async def test_a_small_export_runs_inline_with_the_same_file(
 
 
 async def test_a_dry_run_counts_and_samples_and_writes_no_file(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     ids = await make_products(owner, storage, tenant, 15, status="ACTIVE", with_images=False)
     await make_products(owner, storage, tenant, 5, sku_prefix="D", with_images=False)
@@ -191,7 +191,7 @@ async def test_links_are_refused_when_tampered_with_expired_or_removed(
     gql: GraphQLClient,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     other_tenant: Tenant,
     settings: Settings,
@@ -240,7 +240,7 @@ async def test_another_tenant_cannot_see_the_job_or_its_file(
     http: httpx.AsyncClient,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     other_tenant: Tenant,
     settings: Settings,
@@ -265,7 +265,7 @@ async def test_a_batch_appended_but_not_committed_is_not_in_the_file_twice(
     gql: GraphQLClient,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -324,7 +324,7 @@ async def test_retention_removes_files_whose_links_expired(
     gql: GraphQLClient,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -366,7 +366,7 @@ async def test_operations_lists_export_products(gql: GraphQLClient) -> None:
 
 
 async def test_an_idempotency_key_replays_the_first_export(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     await make_products(owner, storage, tenant, 8, with_images=False)
     first_job = await queue_export(gql, options={"idempotencyKey": "export-1"})
@@ -384,7 +384,7 @@ async def test_an_export_job_is_not_retried_and_its_file_stays_as_it_is(
     gql: GraphQLClient,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:

@@ -12,7 +12,7 @@ from bulkops.graphql.paging import decode_cursor
 from bulkops.graphql.types.common import encode_cursor
 from bulkops.models import JobState
 from bulkops.selection import ProductFilter, build_selection
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 
 def test_ids_are_deduplicated_and_sorted() -> None:
@@ -100,11 +100,11 @@ def test_cursors_round_trip_and_refuse_other_kinds() -> None:
 @pytest.mark.parametrize("key", ["../x", "/etc/passwd", "a/../b", "a//b", "", "a\\b", "./a"])
 def test_storage_keys_cannot_leave_the_storage_root(key: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="plain relative path"):
-        LocalStorage(tmp_path).path(key)
+        Storage(tmp_path).path(key)
 
 
 def test_storage_keys_are_paths_under_the_root(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path)
+    storage = Storage(tmp_path)
     storage.write("t/images/1.svg", b"<svg/>")
     assert (tmp_path / "t/images/1.svg").read_bytes() == b"<svg/>"
     assert storage.delete_many(["t/images/1.svg", "t/images/2.svg"]) == 1
