@@ -31,10 +31,20 @@ DEMO_PRODUCTS = 10_000
 
 
 def resolve_urls(settings: Settings) -> Settings:
-    """Fill in missing URLs from a running `bulkops dev`, or stop with a clear message."""
-    if settings.database_url and settings.redis_url:
+    """Fill in missing URLs from a running `bulkops dev`, or stop with a clear message.
+    Files go where that `bulkops dev` keeps them, unless BULKOPS_STORAGE_URL says."""
+    if settings.database_url and settings.redis_url and settings.storage_url:
         return settings
     saved = running_dev(settings.data_dir)
+    if not settings.storage_url and saved.storage_url:
+        settings = settings.model_copy(
+            update={
+                "storage_url": saved.storage_url,
+                "storage_options": saved.storage_options or {},
+            }
+        )
+    if settings.database_url and settings.redis_url:
+        return settings
     database_url = settings.database_url or saved.database_url
     redis_url = settings.redis_url or saved.redis_url
     if not database_url or not redis_url:
@@ -158,6 +168,7 @@ bulkops is running.
   Token      {token}
   Postgres   {settings.database_url}
   Redis      {settings.redis_url}
+  Files      {settings.resolved_storage_url}
 Try: curl -s {url}/graphql -H 'Authorization: Bearer {token}' \\
        -H 'Content-Type: application/json' -d '{{"query": "{{ operations {{ name }} }}"}}'
 Press Ctrl+C to stop.
@@ -196,10 +207,18 @@ def dev(settings: Settings, host: str, port: int) -> None:
 
 def _run_dev(settings: Settings, host: str, port: int) -> None:
     servers: EmbeddedServers = ensure_servers(
-        settings.database_url, settings.redis_url, settings.data_dir
+        settings.database_url,
+        settings.redis_url,
+        settings.data_dir,
+        storage_url=settings.storage_url,
     )
     settings = settings.model_copy(
-        update={"database_url": servers.database_url, "redis_url": servers.redis_url}
+        update={
+            "database_url": servers.database_url,
+            "redis_url": servers.redis_url,
+            "storage_url": servers.storage_url,
+            "storage_options": settings.storage_options or servers.storage_options,
+        }
     )
     save_urls(
         settings.data_dir,
@@ -207,6 +226,8 @@ def _run_dev(settings: Settings, host: str, port: int) -> None:
             database_url=settings.database_url,
             redis_url=settings.redis_url,
             api_url=f"http://{host}:{port}",
+            storage_url=settings.storage_url,
+            storage_options=settings.storage_options,
         ),
     )
     try:

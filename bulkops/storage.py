@@ -10,10 +10,11 @@ same offset replaces the one before, and a part at or past the recorded size is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import obstore
@@ -46,12 +47,7 @@ def check_key(key: str) -> str:
     """The key itself when it is a plain relative path (no leading slash, no `.` or `..`
     segments, no backslashes); else StorageKeyError."""
     parts = key.split("/")
-    if (
-        not key
-        or key.startswith("/")
-        or "\\" in key
-        or any(p in ("", ".", "..") for p in parts)
-    ):
+    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
         raise StorageKeyError(f"storage key {key!r} is not a plain relative path")
     return key
 
@@ -82,7 +78,10 @@ class Storage:
         client: dict[str, Any] = {}
         if "allow_http" in config:
             client["allow_http"] = config.pop("allow_http").lower() == "true"
-        store: ObjectStore = from_url(url, config=config or None, client_options=client or None)  # type: ignore[call-overload]
+        # The options are the store's own names; obstore checks them per scheme.
+        store: ObjectStore = from_url(
+            url, config=cast(Any, config or None), client_options=cast(Any, client or None)
+        )
         return cls(store, url=url)
 
     @classmethod
@@ -132,10 +131,13 @@ class Storage:
 
     async def _delete_one(self, key: str) -> None:
         async with self._limit:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 await obstore.delete_async(self.store, key)
-            except FileNotFoundError:
-                pass
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """The keys of the stored objects under `prefix` (parts are objects), sorted."""
+        listed = await obstore.list(self.store, prefix=prefix or None).collect_async()
+        return sorted(meta["path"] for meta in listed)
 
     async def write_part(self, key: str, offset: int, data: bytes) -> None:
         """Store the part of the file `key` that starts at byte `offset`."""

@@ -75,7 +75,9 @@ async def make_products(
             ids,
             keys,
         )
-        await storage.write_many({key: b"<svg xmlns='http://www.w3.org/2000/svg'/>" for key in keys})
+        await storage.write_many(
+            {key: b"<svg xmlns='http://www.w3.org/2000/svg'/>" for key in keys}
+        )
     await owner.execute(
         """INSERT INTO product_identifiers (tenant_id, product_id, kind, value)
            SELECT $1, i, 'MPN', 'MPN-' || i FROM unnest($2::bigint[]) AS i""",
@@ -216,3 +218,8 @@ def storage_env(settings: Settings) -> dict[str, str]:
         "BULKOPS_STORAGE_URL": settings.resolved_storage_url,
         "BULKOPS_STORAGE_OPTIONS": json.dumps(settings.storage_options),
     }
+
+
+async def stored_names(storage: Storage, prefix: str = "", *, suffix: str = "") -> list[str]:
+    """The last segments of the stored keys under `prefix` ending in `suffix`, sorted."""
+    return sorted(k.rsplit("/", 1)[-1] for k in await storage.keys(prefix) if k.endswith(suffix))

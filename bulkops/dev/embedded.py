@@ -181,7 +181,7 @@ def _wait_for_bucket(server: EmbeddedS3) -> None:
         S3_BUCKET,
         config=config,  # type: ignore[arg-type]
         client_options={"allow_http": True, "timeout": "2s", "connect_timeout": "1s"},
-        retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=2)},  # type: ignore[typeddict-item]
+        retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=2)},
     )
     deadline = time.monotonic() + S3_START_SECONDS
     while True:

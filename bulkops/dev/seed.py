@@ -53,8 +53,9 @@ async def seed_products(
                 featured=featured,
                 clearance=clearance,
             )
-            for sku in skus:
-                storage.write(seed_db.image_key(tenant_id, sku), _SVG.format(sku=sku).encode())
+            await storage.write_many(
+                {seed_db.image_key(tenant_id, sku): _SVG.format(sku=sku).encode() for sku in skus}
+            )
         done += size
         if report is not None:
             report(done, count)

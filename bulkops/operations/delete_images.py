@@ -6,8 +6,6 @@ is accepted, see services/images.py)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 
 from bulkops.db import images as images_db
@@ -23,7 +21,6 @@ from bulkops.operations.base import (
     Thresholds,
 )
 from bulkops.selection import Selection
-from bulkops.storage import Storage
 
 
 class DeleteImages(Operation[NoParams]):
@@ -100,7 +97,8 @@ class DeleteImages(Operation[NoParams]):
         )
         # A file that another image still shows is kept.
         keys = sorted({r["storage_key"] for r in rows if r["last_use"]})
-        present = await asyncio.to_thread(_existing, ctx.storage, keys)
+        found = await ctx.storage.existing(keys)
+        present = [key for key in keys if key in found]
         row = await conn.fetchrow(
             """WITH gone AS (
                  DELETE FROM product_images
@@ -127,7 +125,3 @@ class DeleteImages(Operation[NoParams]):
             },
             changed_ids=deleted[:10],
         )
-
-
-def _existing(storage: Storage, keys: list[str]) -> list[str]:
-    return [key for key in keys if storage.exists(key)]

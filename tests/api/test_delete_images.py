@@ -17,6 +17,7 @@ from tests.support import (
     make_products,
     make_tenant,
     run_worker,
+    stored_names,
 )
 
 DELETE_IMAGES = f"""
@@ -50,8 +51,7 @@ async def add_images(
         product_ids,
         keys,
     )
-    for key in keys:
-        storage.write(key, SVG)
+    await storage.write_many(dict.fromkeys(keys, SVG))
     return sorted(r["id"] for r in rows)
 
 
@@ -73,8 +73,8 @@ async def catalog_state(
     )
     skus = dict(await owner.fetch("SELECT id, sku FROM products WHERE tenant_id = $1", tenant.id))
     files = []
-    for path in storage.root.glob(f"{tenant.id}/images/*.svg"):
-        product_id, _, side = path.stem.partition("-")
+    for name in await stored_names(storage, f"{tenant.id}/images/", suffix=".svg"):
+        product_id, _, side = name.removesuffix(".svg").partition("-")
         files.append((skus[int(product_id)], side))
     return {"images": [tuple(r) for r in images], "files": sorted(files), "products": len(skus)}
 
@@ -152,7 +152,7 @@ async def test_images_and_their_files_are_removed_and_the_products_kept(
         assert (await gql(IMAGES, {"id": str(product)}))["product"]["images"] == []
     kept = (await gql(IMAGES, {"id": str(products[2])}))["product"]["images"]
     assert len(kept) == 2
-    files = sorted(p.name for p in storage.root.rglob("*.svg"))
+    files = await stored_names(storage, suffix=".svg")
     assert files == sorted([f"{products[2]}.svg", f"{products[2]}-back.svg"])
     assert await owner.fetchval("SELECT count(*) FROM products") == 3
     assert await owner.fetchval("SELECT count(*) FROM file_deletions") == 0
@@ -160,7 +160,7 @@ async def test_images_and_their_files_are_removed_and_the_products_kept(
     # One image of a product, by its id.
     result = (await gql(DELETE_IMAGES, {"selection": {"ids": [str(backs[2])]}}))["deleteImages"]
     assert (result["succeeded"], result["deletedFiles"]) == (1, 1)
-    assert [p.name for p in storage.root.rglob("*.svg")] == [f"{products[2]}.svg"]
+    assert await stored_names(storage, suffix=".svg") == [f"{products[2]}.svg"]
 
 
 @pytest.mark.parametrize("mode", ["INLINE", "BACKGROUND"])
@@ -173,7 +173,7 @@ async def test_a_file_already_missing_is_counted_not_fatal(
     settings: Settings,
 ) -> None:
     products = await make_products(owner, storage, tenant, 5)
-    storage.path(f"{tenant.id}/images/{products[1]}.svg").unlink()
+    await storage.delete_many([f"{tenant.id}/images/{products[1]}.svg"])
     result = (
         await gql(
             DELETE_IMAGES, {"selection": {"products": {"filter": {}}}, "options": {"mode": mode}}
@@ -186,7 +186,7 @@ async def test_a_file_already_missing_is_counted_not_fatal(
         result = job["result"]
     assert (result["succeeded"], result["deletedFiles"], result["missingFiles"]) == (5, 4, 1)
     assert await owner.fetchval("SELECT count(*) FROM product_images") == 0
-    assert list(storage.root.rglob("*.svg")) == []
+    assert await stored_names(storage, suffix=".svg") == []
 
 
 async def test_a_file_another_image_still_shows_is_kept(
@@ -201,7 +201,7 @@ async def test_a_file_another_image_still_shows_is_kept(
         "deleteImages"
     ]
     assert (result["succeeded"], result["deletedFiles"], result["missingFiles"]) == (1, 0, 0)
-    assert storage.exists(shared)
+    assert await storage.existing([shared]) == {shared}
     images = (await gql(IMAGES, {"id": str(products[1])}))["product"]["images"]
     assert [i["url"] for i in images] == [f"/files/{shared}"]
 
@@ -210,7 +210,7 @@ async def test_dry_run_counts_what_would_go_and_changes_nothing(
     gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     products = await make_products(owner, storage, tenant, 1200)
-    storage.path(f"{tenant.id}/images/{products[0]}.svg").unlink()
+    await storage.delete_many([f"{tenant.id}/images/{products[0]}.svg"])
     before = await catalog_state(owner, storage, tenant)
     result = (
         await gql(
@@ -325,4 +325,4 @@ async def test_another_tenants_images_are_not_found(
     )["deleteImages"]
     assert (result["code"], result["field"]) == ("NOT_FOUND", ["selection", "ids"])
     assert await owner.fetchval("SELECT count(*) FROM product_images") == 2
-    assert len(list(storage.root.rglob("*.svg"))) == 2
+    assert len(await stored_names(storage, suffix=".svg")) == 2

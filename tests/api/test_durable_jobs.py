@@ -12,7 +12,7 @@ from bulkops.config import Settings
 from bulkops.storage import Storage
 from bulkops.tasks.housekeeping import reconcile, remove_expired, sweep_files
 from tests.api.queries import DELETE, JOB, SET_STATUS
-from tests.support import GraphQLClient, Runner, Tenant, make_products, run_worker
+from tests.support import GraphQLClient, Runner, Tenant, make_products, run_worker, stored_names
 
 ACTION = """
 mutation($id: ID!) {{
@@ -378,5 +378,5 @@ async def test_files_left_behind_by_a_lost_purge_are_swept_up(
     async with Runner(settings) as runner:
         assert await sweep_files(runner.deps, runner.redis) == 1
     await run_worker(settings)
-    assert sorted(p.name for p in storage.root.rglob("*.svg")) == [f"{i}.svg" for i in ids[3:]]
+    assert await stored_names(storage, suffix=".svg") == sorted(f"{i}.svg" for i in ids[3:])
     assert await owner.fetchval("SELECT count(*) FROM file_deletions") == 0

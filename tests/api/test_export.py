@@ -311,9 +311,7 @@ async def test_head_answers_the_headers_without_running_the_export(
 BIG = 20_000
 
 
-async def make_big_catalog(
-    owner: asyncpg.Connection, storage: Storage, tenant: Tenant
-) -> None:
+async def make_big_catalog(owner: asyncpg.Connection, storage: Storage, tenant: Tenant) -> None:
     """About 25 MB of export: more than the socket buffers hold, so a client that stops
     reading holds the COPY back."""
     await make_products(owner, storage, tenant, BIG, with_images=False)

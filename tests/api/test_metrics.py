@@ -27,7 +27,14 @@ from bulkops.config import Settings
 from bulkops.metrics import serve
 from bulkops.storage import Storage
 from tests.api.queries import CANCEL, JOB_SUBSCRIPTION, SET_STATUS
-from tests.support import GraphQLClient, Subscription, Tenant, make_products, run_worker, storage_env
+from tests.support import (
+    GraphQLClient,
+    Subscription,
+    Tenant,
+    make_products,
+    run_worker,
+    storage_env,
+)
 
 OPERATION = "setProductStatus"
 JOBS_SUBSCRIPTION = "subscription { jobs { id status } }"

@@ -54,9 +54,7 @@ async def catalog_state(owner: asyncpg.Connection, tenant: Tenant) -> dict[str, 
     }
 
 
-async def seed_catalog(
-    owner: asyncpg.Connection, storage: Storage, tenant: Tenant
-) -> list[int]:
+async def seed_catalog(owner: asyncpg.Connection, storage: Storage, tenant: Tenant) -> list[int]:
     """20 products with attributes and, for every other one, an OLD identifier."""
     ids = await make_products(owner, storage, tenant, 20, with_images=False)
     await owner.execute(
