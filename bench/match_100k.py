@@ -382,16 +382,17 @@ async def main() -> None:
     args = parser.parse_args()
     if args.data.exists():
         shutil.rmtree(args.data)
-    servers = ensure_servers(None, None, args.data, persist=False)
+    files = (args.data / "files").resolve().as_uri()
+    servers = ensure_servers(None, None, args.data, persist=False, storage_url=files)
     try:
         assert servers.database_url and servers.redis_url
-        storage = Storage(args.data / "files")
+        storage = Storage.from_url(files)
         tenant_id, token = await prepare(servers.database_url, storage, args.products)
         url = with_database(servers.database_url, DB)
         settings = Settings(
             DATABASE_URL=url,
             REDIS_URL=servers.redis_url,
-            storage_dir=args.data / "files",
+            storage_url=files,
             data_dir=args.data,
             publish_interval=0.2,
         )

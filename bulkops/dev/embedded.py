@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -113,6 +114,8 @@ class EmbeddedS3:
                 self.process.wait()
         if self.throwaway:
             shutil.rmtree(self.log_path.parent, ignore_errors=True)
+        else:
+            (self.log_path.parent / PID_FILE).unlink(missing_ok=True)
 
 
 def _weed() -> str:
@@ -131,10 +134,31 @@ def _free_port() -> int:
         return port
 
 
+PID_FILE = "weed.pid"
+
+
+def _stop_stale(data_dir: Path) -> None:
+    """Stop the server a `bulkops dev` killed without its clean-up left on this folder: it
+    holds the folder's locks. Only a `weed` process started on this very folder."""
+    try:
+        pid = int((data_dir / PID_FILE).read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"weed" not in cmdline or f"-dir={data_dir.resolve()}".encode() not in cmdline:
+        return
+    log.info("stopping the embedded S3 server left running on %s", data_dir)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.1)
+
+
 def start_s3(data_dir: Path, *, throwaway: bool = False) -> EmbeddedS3:
     """Start SeaweedFS's all-in-one server keeping its data in `data_dir`, its S3 endpoint on
     a free loopback port; return once the bucket answers."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    _stop_stale(data_dir)
     port = _free_port()
     log_path = data_dir / "weed.log"
     env = {
@@ -163,6 +187,7 @@ def start_s3(data_dir: Path, *, throwaway: bool = False) -> EmbeddedS3:
             # stops the server itself, after the API and the worker.
             start_new_session=True,
         )
+    (data_dir / PID_FILE).write_text(f"{process.pid}\n")
     server = EmbeddedS3(process, f"http://127.0.0.1:{port}", log_path, throwaway)
     try:
         _wait_for_bucket(server)
