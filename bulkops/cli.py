@@ -142,6 +142,12 @@ async def _demo_token(settings: Settings) -> str:
     return token
 
 
+def _files_line(settings: Settings) -> str:
+    endpoint = settings.storage_options.get("endpoint")
+    url = settings.resolved_storage_url
+    return f"{url} at {endpoint}" if endpoint else url
+
+
 async def _dev(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
@@ -168,7 +174,7 @@ bulkops is running.
   Token      {token}
   Postgres   {settings.database_url}
   Redis      {settings.redis_url}
-  Files      {settings.resolved_storage_url}
+  Files      {_files_line(settings)}
 Try: curl -s {url}/graphql -H 'Authorization: Bearer {token}' \\
        -H 'Content-Type: application/json' -d '{{"query": "{{ operations {{ name }} }}"}}'
 Press Ctrl+C to stop.

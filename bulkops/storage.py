@@ -10,7 +10,9 @@ same offset replaces the one before, and a part at or past the recorded size is 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,21 @@ CONCURRENCY = 32
 # Stream chunks of about this size to a client.
 CHUNK_BYTES = 256 * 1024
 _OFFSET_DIGITS = 16
+
+
+# obstore hands an async call's result back from one of its own threads, which may still
+# hold Python for a moment after the awaiting code has moved on; a process that exits in
+# that moment aborts (SIGABRT, a known race of pyo3-async-runtimes). A short wait before
+# the interpreter shuts down lets those threads let go.
+EXIT_GRACE_SECONDS = 0.05
+_exit_guard = False
+
+
+def _guard_exit() -> None:
+    global _exit_guard
+    if not _exit_guard:
+        _exit_guard = True
+        atexit.register(time.sleep, EXIT_GRACE_SECONDS)
 
 
 class StorageKeyError(ValueError):
@@ -60,6 +77,7 @@ class Storage:
     """Files in one object store (under one prefix), addressed by a relative key."""
 
     def __init__(self, store: ObjectStore, *, url: str) -> None:
+        _guard_exit()
         self.store = store
         self.url = url
         self._limit = asyncio.Semaphore(CONCURRENCY)
