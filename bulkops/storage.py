@@ -168,7 +168,9 @@ class Storage:
         prefix = f"{check_key(key)}/"
         listed = await obstore.list(self.store, prefix=prefix).collect_async()
         found = sorted(
-            (int(meta["path"].rsplit("/", 1)[1]), meta["size"], meta["path"]) for meta in listed
+            (int(name), meta["size"], meta["path"])
+            for meta in listed
+            if (name := meta["path"].rsplit("/", 1)[1]).isdigit()
         )
         parts: list[Part] = []
         end = 0

@@ -135,6 +135,22 @@ def _free_port() -> int:
 
 
 PID_FILE = "weed.pid"
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """In the child: be stopped when the process that started it dies, even by SIGKILL."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _remove_abandoned(parent: Path) -> None:
+    """Folders of throwaway stores whose session died without removing them."""
+    for folder in parent.glob("s3-*"):
+        pid = folder.name.removeprefix("s3-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _stop_stale(data_dir: Path) -> None:
@@ -183,6 +199,7 @@ def start_s3(data_dir: Path, *, throwaway: bool = False) -> EmbeddedS3:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=_end_with_parent if sys.platform == "linux" else None,
             # Not in the terminal's process group: Ctrl+C reaches `bulkops dev`, which
             # stops the server itself, after the API and the worker.
             start_new_session=True,
@@ -246,11 +263,11 @@ def ensure_servers(
     if storage_url is None:
         try:
             # A session that keeps nothing has a folder of its own: several may run at once.
-            servers._s3 = (
-                start_s3(data_dir / "s3")
-                if persist
-                else start_s3(data_dir / f"s3-{os.getpid()}", throwaway=True)
-            )
+            if persist:
+                servers._s3 = start_s3(data_dir / "s3")
+            else:
+                _remove_abandoned(data_dir)
+                servers._s3 = start_s3(data_dir / f"s3-{os.getpid()}", throwaway=True)
         except BaseException:
             servers.stop()
             raise
