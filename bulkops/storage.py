@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from obstore.store import LocalStore, ObjectStore, from_url
 
 from bulkops.config import Settings
 
+log = logging.getLogger(__name__)
 # Requests in flight at once for many small objects (images): enough to hide a store's
 # latency, few enough not to be throttled.
 CONCURRENCY = 32
@@ -104,6 +106,11 @@ class Storage:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Storage:
+        if settings.storage_url is None and not settings.dev:
+            log.warning(
+                "BULKOPS_STORAGE_URL is not set: files are kept in %s, on this machine only",
+                settings.resolved_storage_url,
+            )
         return cls.from_url(settings.resolved_storage_url, settings.storage_options)
 
     async def write(self, key: str, data: bytes) -> None:
