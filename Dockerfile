@@ -18,11 +18,13 @@ COPY pyproject.toml README*.md /tmp/src/
 COPY bulkops /tmp/src/bulkops
 RUN pip install /tmp/src && rm -rf /tmp/src
 
-# Stored image files. Mount a volume shared by the API and every worker here; a fresh
-# named volume takes this directory's owner, so the non-root user can write to it.
-RUN mkdir -p /app /var/lib/bulkops/files && chown -R bulkops:bulkops /app /var/lib/bulkops
-ENV BULKOPS_DATA_DIR=/var/lib/bulkops \
-    BULKOPS_STORAGE_DIR=/var/lib/bulkops/files
+# Stored files go to the object store BULKOPS_STORAGE_URL names (docker-compose.yml runs
+# one: SeaweedFS's `weed`, installed with the package, keeping its data in
+# /var/lib/bulkops/s3); unset, to /var/lib/bulkops/files in the container. A fresh named
+# volume mounted on either takes the directory's owner, so the non-root user can write.
+RUN mkdir -p /app /var/lib/bulkops/files /var/lib/bulkops/s3 \
+    && chown -R bulkops:bulkops /app /var/lib/bulkops
+ENV BULKOPS_DATA_DIR=/var/lib/bulkops
 
 WORKDIR /app
 USER 10001:10001

@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -32,7 +33,7 @@ from bulkops.db.migrate import apply_migrations
 from bulkops.db.tenants import insert_token
 from bulkops.dev.seed import print_progress, seed_products
 from bulkops.services.auth import hash_token, new_token
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 WORK_DB = "bulkops_bench"
 TEMPLATE_DB = "bulkops_bench_seeded"
@@ -127,11 +128,11 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class _Unstored(LocalStorage):
+class _Unstored(Storage):
     """Seeds image rows without writing their files (the files are written afterwards,
     for the products that are deleted)."""
 
-    def write(self, key: str, data: bytes) -> None:
+    async def write_many(self, files: Mapping[str, bytes]) -> None:
         return None
 
 
@@ -201,7 +202,7 @@ async def build_catalog(admin_url: str, redis_url: str, data: Path, plan: Plan) 
     conn = await asyncpg.connect(with_database(admin_url, WORK_DB))
     try:
         await apply_migrations(conn)
-        unstored = _Unstored(data / "unstored")
+        unstored = _Unstored.from_url((data / "unstored").resolve().as_uri())
         report = print_progress if plan.products >= 100_000 else None
         await seed_products(conn, unstored, TENANT, plan.products, report=report)
         tenant_id = str(await conn.fetchval("SELECT id FROM tenants WHERE name = $1", TENANT))

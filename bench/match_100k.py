@@ -48,7 +48,7 @@ from bulkops.db.tenants import ensure_tenant, insert_token
 from bulkops.dev.embedded import ensure_servers
 from bulkops.dev.seed import print_progress, seed_products
 from bulkops.services.auth import hash_token, new_token
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.tasks.worker import build_worker
 from bulkops.web.app import create_app
 
@@ -187,7 +187,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def prepare(admin_url: str, storage: LocalStorage, products: int) -> tuple[str, str]:
+async def prepare(admin_url: str, storage: Storage, products: int) -> tuple[str, str]:
     """A migrated, seeded scratch database; returns the tenant's id and a token."""
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
@@ -382,16 +382,17 @@ async def main() -> None:
     args = parser.parse_args()
     if args.data.exists():
         shutil.rmtree(args.data)
-    servers = ensure_servers(None, None, args.data, persist=False)
+    files = (args.data / "files").resolve().as_uri()
+    servers = ensure_servers(None, None, args.data, persist=False, storage_url=files)
     try:
         assert servers.database_url and servers.redis_url
-        storage = LocalStorage(args.data / "files")
+        storage = Storage.from_url(files)
         tenant_id, token = await prepare(servers.database_url, storage, args.products)
         url = with_database(servers.database_url, DB)
         settings = Settings(
             DATABASE_URL=url,
             REDIS_URL=servers.redis_url,
-            storage_dir=args.data / "files",
+            storage_url=files,
             data_dir=args.data,
             publish_interval=0.2,
         )

@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     (args.data / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     commit = revision()
-    servers = ensure_servers(None, None, args.data, persist=False)
+    servers = ensure_servers(
+        None, None, args.data, persist=False, storage_url=(args.data / "files").resolve().as_uri()
+    )
     try:
         assert servers.database_url and servers.redis_url
         results = asyncio.run(

@@ -69,7 +69,8 @@ class Stack:
             **os.environ,
             "DATABASE_URL": catalog.work_url,
             "REDIS_URL": catalog.redis_url,
-            "BULKOPS_STORAGE_DIR": str(catalog.run_files),
+            # A local folder: the file workloads count the files left on disk.
+            "BULKOPS_STORAGE_URL": catalog.run_files.resolve().as_uri(),
             "BULKOPS_DATA_DIR": str(catalog.data),
             # W6 and W8 send hundreds of requests of one tenant a second (a thousand
             # subscribers at once): limits that high keep the limiter's cost in the figures

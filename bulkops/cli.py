@@ -23,7 +23,7 @@ from bulkops.dev.state import DevUrls, demo_token_path, remove_urls, running_dev
 from bulkops.domain import Scope
 from bulkops.logs import configure_logging
 from bulkops.services.auth import Authenticator, hash_token, new_token
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 log = logging.getLogger("bulkops")
 DEMO_TENANT = "demo"
@@ -31,10 +31,20 @@ DEMO_PRODUCTS = 10_000
 
 
 def resolve_urls(settings: Settings) -> Settings:
-    """Fill in missing URLs from a running `bulkops dev`, or stop with a clear message."""
-    if settings.database_url and settings.redis_url:
+    """Fill in missing URLs from a running `bulkops dev`, or stop with a clear message.
+    Files go where that `bulkops dev` keeps them, unless BULKOPS_STORAGE_URL says."""
+    if settings.database_url and settings.redis_url and settings.storage_url:
         return settings
     saved = running_dev(settings.data_dir)
+    if not settings.storage_url and saved.storage_url:
+        settings = settings.model_copy(
+            update={
+                "storage_url": saved.storage_url,
+                "storage_options": saved.storage_options or {},
+            }
+        )
+    if settings.database_url and settings.redis_url:
+        return settings
     database_url = settings.database_url or saved.database_url
     redis_url = settings.redis_url or saved.redis_url
     if not database_url or not redis_url:
@@ -76,7 +86,7 @@ async def seed(settings: Settings, tenant: str, count: int) -> None:
     try:
         await seed_products(
             conn,
-            LocalStorage(settings.resolved_storage_dir),
+            Storage.from_settings(settings),
             tenant,
             count,
             report=print_progress,
@@ -132,6 +142,12 @@ async def _demo_token(settings: Settings) -> str:
     return token
 
 
+def _files_line(settings: Settings) -> str:
+    endpoint = settings.storage_options.get("endpoint")
+    url = settings.resolved_storage_url
+    return f"{url} at {endpoint}" if endpoint else url
+
+
 async def _dev(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
@@ -158,6 +174,7 @@ bulkops is running.
   Token      {token}
   Postgres   {settings.database_url}
   Redis      {settings.redis_url}
+  Files      {_files_line(settings)}
 Try: curl -s {url}/graphql -H 'Authorization: Bearer {token}' \\
        -H 'Content-Type: application/json' -d '{{"query": "{{ operations {{ name }} }}"}}'
 Press Ctrl+C to stop.
@@ -196,10 +213,18 @@ def dev(settings: Settings, host: str, port: int) -> None:
 
 def _run_dev(settings: Settings, host: str, port: int) -> None:
     servers: EmbeddedServers = ensure_servers(
-        settings.database_url, settings.redis_url, settings.data_dir
+        settings.database_url,
+        settings.redis_url,
+        settings.data_dir,
+        storage_url=settings.storage_url,
     )
     settings = settings.model_copy(
-        update={"database_url": servers.database_url, "redis_url": servers.redis_url}
+        update={
+            "database_url": servers.database_url,
+            "redis_url": servers.redis_url,
+            "storage_url": servers.storage_url,
+            "storage_options": settings.storage_options or servers.storage_options,
+        }
     )
     save_urls(
         settings.data_dir,
@@ -207,6 +232,8 @@ def _run_dev(settings: Settings, host: str, port: int) -> None:
             database_url=settings.database_url,
             redis_url=settings.redis_url,
             api_url=f"http://{host}:{port}",
+            storage_url=settings.storage_url,
+            storage_options=settings.storage_options,
         ),
     )
     try:

@@ -22,7 +22,13 @@ class Settings(BaseSettings):
     # exist: the migrations create it, and grant it to their user, under this default name.
     app_role: str = "bulkops_app"
     data_dir: Path = Path(".bulkops-dev")
-    storage_dir: Path | None = None
+    # Where files go: s3://BUCKET/PREFIX, gs://…, az://… or file:///path (see
+    # bulkops.storage). Unset: `bulkops dev` and the tests start an embedded S3 store, and
+    # the other commands use a running `bulkops dev`'s, else the folder `DATA_DIR/files`.
+    storage_url: str | None = None
+    # Options of the store (endpoint, access_key_id, secret_access_key, region,
+    # allow_http) when they are not the store's standard variables, as JSON.
+    storage_options: dict[str, str] = {}
     dev: bool = False
     allowed_origins: list[str] = []
     # Sign-in with an OpenID Connect provider: bearer JWTs it signs are accepted besides API
@@ -171,5 +177,7 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @property
-    def resolved_storage_dir(self) -> Path:
-        return self.storage_dir if self.storage_dir is not None else self.data_dir / "files"
+    def resolved_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return (self.data_dir / "files").resolve().as_uri()

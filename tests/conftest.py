@@ -1,6 +1,7 @@
-"""Real PostgreSQL and Valkey for every test: embedded servers unless URLs are given
-(BULKOPS_TEST_DATABASE_URL, BULKOPS_TEST_REDIS_URL). A template database is migrated once;
-each test gets its own copy and an empty Redis database."""
+"""Real PostgreSQL, Valkey and S3 for every test: embedded servers unless URLs are given
+(BULKOPS_TEST_DATABASE_URL, BULKOPS_TEST_REDIS_URL, BULKOPS_TEST_STORAGE_URL with the
+store's standard credential variables). A template database is migrated once; each test
+gets its own copy, an empty Redis database and its own prefix in the store."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from bulkops.config import Settings
 from bulkops.db.migrate import apply_migrations
 from bulkops.dev.embedded import EmbeddedServers, ensure_servers
 from bulkops.operations import REGISTRY, Registry
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.web.app import create_app
 from tests.support import GraphQLClient, Tenant, make_tenant
 
@@ -75,6 +76,7 @@ def servers() -> Iterator[EmbeddedServers]:
         os.environ.get("BULKOPS_TEST_REDIS_URL"),
         ROOT / ".pytest-data",
         persist=False,
+        storage_url=os.environ.get("BULKOPS_TEST_STORAGE_URL"),
     )
     assert found.database_url is not None
     asyncio.run(_build_template(found.database_url))
@@ -109,11 +111,15 @@ async def redis_url(servers: EmbeddedServers) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+def settings(
+    database_url: str, redis_url: str, tmp_path: Path, servers: EmbeddedServers
+) -> Settings:
     return Settings(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
-        storage_dir=tmp_path / "files",
+        # Each test its own folder of the one store.
+        storage_url=f"{(servers.storage_url or '').rstrip('/')}/{tmp_path.name}",
+        storage_options=servers.storage_options,
         data_dir=tmp_path,
         dev=True,
         slice_seconds=5.0,
@@ -125,8 +131,8 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def storage(settings: Settings) -> LocalStorage:
-    return LocalStorage(settings.resolved_storage_dir)
+def storage(settings: Settings) -> Storage:
+    return Storage.from_settings(settings)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from bulkops.operations import REGISTRY, Registry
 from bulkops.outside import OutsideCalls
 from bulkops.services.auth import hash_token, new_token
 from bulkops.services.container import Services
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.tasks.runner import WorkerDeps, run_slice
 from bulkops.tasks.worker import build_worker
 
@@ -41,7 +41,7 @@ async def make_tenant(owner: asyncpg.Connection, name: str) -> Tenant:
 
 async def make_products(
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     count: int,
     *,
@@ -75,8 +75,9 @@ async def make_products(
             ids,
             keys,
         )
-        for key in keys:
-            storage.write(key, b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+        await storage.write_many(
+            {key: b"<svg xmlns='http://www.w3.org/2000/svg'/>" for key in keys}
+        )
     await owner.execute(
         """INSERT INTO product_identifiers (tenant_id, product_id, kind, value)
            SELECT $1, i, 'MPN', 'MPN-' || i FROM unnest($2::bigint[]) AS i""",
@@ -127,7 +128,7 @@ class Runner:
         services = Services(
             pool=self.pool,
             redis=self.redis,
-            storage=LocalStorage(self.settings.resolved_storage_dir),
+            storage=Storage.from_settings(self.settings),
             settings=self.settings,
             outside=OutsideCalls(self.redis, self.settings),
         )
@@ -209,3 +210,16 @@ class Subscription:
     async def close(self) -> None:
         if self.ws is not None:
             await self.ws.close()
+
+
+def storage_env(settings: Settings) -> dict[str, str]:
+    """The variables that give a `bulkops` process started by a test the test's store."""
+    return {
+        "BULKOPS_STORAGE_URL": settings.resolved_storage_url,
+        "BULKOPS_STORAGE_OPTIONS": json.dumps(settings.storage_options),
+    }
+
+
+async def stored_names(storage: Storage, prefix: str = "", *, suffix: str = "") -> list[str]:
+    """The last segments of the stored keys under `prefix` ending in `suffix`, sorted."""
+    return sorted(k.rsplit("/", 1)[-1] for k in await storage.keys(prefix) if k.endswith(suffix))

@@ -9,7 +9,7 @@ import asyncpg
 
 from bulkops.db import seed as seed_db
 from bulkops.db.tenants import ensure_tenant
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 CHUNK = 10_000
 
@@ -28,7 +28,7 @@ def progress_bar(done: int, total: int, *, label: str = "", width: int = 30) -> 
 
 async def seed_products(
     conn: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant_name: str,
     count: int,
     *,
@@ -53,8 +53,9 @@ async def seed_products(
                 featured=featured,
                 clearance=clearance,
             )
-            for sku in skus:
-                storage.write(seed_db.image_key(tenant_id, sku), _SVG.format(sku=sku).encode())
+            await storage.write_many(
+                {seed_db.image_key(tenant_id, sku): _SVG.format(sku=sku).encode() for sku in skus}
+            )
         done += size
         if report is not None:
             report(done, count)

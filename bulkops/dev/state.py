@@ -7,6 +7,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 URLS_FILE = "urls.json"
 DEMO_TOKEN_FILE = "demo-token"
@@ -17,6 +18,8 @@ class DevUrls:
     database_url: str | None = None
     redis_url: str | None = None
     api_url: str | None = None
+    storage_url: str | None = None
+    storage_options: dict[str, str] | None = None
 
 
 def save_urls(data_dir: Path, urls: DevUrls) -> None:
@@ -26,6 +29,8 @@ def save_urls(data_dir: Path, urls: DevUrls) -> None:
                 "database_url": urls.database_url,
                 "redis_url": urls.redis_url,
                 "api_url": urls.api_url,
+                "storage_url": urls.storage_url,
+                "storage_options": urls.storage_options,
             }
         )
     )
@@ -37,7 +42,7 @@ def remove_urls(data_dir: Path) -> None:
 
 def running_dev(data_dir: Path) -> DevUrls:
     """The URLs of the `bulkops dev` running on this data folder (all None when none is)."""
-    saved: dict[str, str | None] = {}
+    saved: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         saved = json.loads((data_dir / URLS_FILE).read_text())
     if not isinstance(saved, dict):
@@ -46,6 +51,8 @@ def running_dev(data_dir: Path) -> DevUrls:
         database_url=saved.get("database_url"),
         redis_url=saved.get("redis_url"),
         api_url=saved.get("api_url"),
+        storage_url=saved.get("storage_url"),
+        storage_options=saved.get("storage_options"),
     )
 
 

@@ -15,7 +15,7 @@ from bulkops.db.datasets import dataset_exists
 from bulkops.errors import BulkopsError, NotFoundError
 from bulkops.models import ItemFailure, ProductRow
 from bulkops.selection import Selection
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 SAMPLE_SIZE = 10
 
@@ -37,7 +37,7 @@ class BatchContext:
     tenant."""
 
     conn: asyncpg.Connection
-    storage: LocalStorage
+    storage: Storage
     tenant_id: str
 
 

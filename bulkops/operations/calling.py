@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from bulkops.config import Settings
 from bulkops.operations.base import BatchContext, BatchOutcome, Operation
 from bulkops.outside import Limits, OutsideCalls, Usage
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 # A job's batch holds about this many seconds of calls at the provider's rate.
 CALL_BATCH_SECONDS = 8.0
@@ -61,7 +61,7 @@ class CallContext:
     usage to count into."""
 
     outside: OutsideCalls
-    storage: LocalStorage
+    storage: Storage
     settings: Settings
     tenant_id: str
     run_id: str

@@ -6,8 +6,6 @@ is accepted, see services/images.py)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 
 from bulkops.db import images as images_db
@@ -23,7 +21,6 @@ from bulkops.operations.base import (
     Thresholds,
 )
 from bulkops.selection import Selection
-from bulkops.storage import LocalStorage
 
 
 class DeleteImages(Operation[NoParams]):
@@ -102,7 +99,8 @@ class DeleteImages(Operation[NoParams]):
         )
         # A file that another image still shows is kept.
         keys = sorted({r["storage_key"] for r in rows if r["last_use"]})
-        present = await asyncio.to_thread(_existing, ctx.storage, keys)
+        found = await ctx.storage.existing(keys)
+        present = [key for key in keys if key in found]
         row = await conn.fetchrow(
             """WITH gone AS (
                  DELETE FROM product_images
@@ -129,7 +127,3 @@ class DeleteImages(Operation[NoParams]):
             },
             changed_ids=deleted,
         )
-
-
-def _existing(storage: LocalStorage, keys: list[str]) -> list[str]:
-    return [key for key in keys if storage.exists(key)]

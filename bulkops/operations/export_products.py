@@ -1,17 +1,17 @@
 """exportProducts: the products a filter selects, written to a stored CSV or JSONL file.
 
 The file is written batch by batch in id order, each batch one `COPY ... TO STDOUT`
-appended to it. Its row (db/export_files.py) records the size that committed batches
-wrote, in the batch's own transaction: a batch re-run after a crash first cuts the file
-back to that size, so every row is in the file exactly once. The file and its row are
-made (with the CSV header) when the request is accepted; see services/export_files.py."""
+stored as one part of it (bulkops.storage), named by the byte offset it starts at. Its row
+(db/export_files.py) records the size that committed batches wrote, in the batch's own
+transaction: a batch re-run after a crash writes its part at the same offset again,
+replacing what the lost attempt wrote, and a part past the recorded size is not part of
+the file, so every row is in the file exactly once. The file's row and its first part (the
+CSV header) are made when the request is accepted; see services/export_files.py."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import uuid
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import asyncpg
 from pydantic import BaseModel, Field
@@ -31,10 +31,17 @@ from bulkops.operations.base import (
 )
 from bulkops.selection import Selection
 
+EXPORTS_PREFIX = "exports/"
+
 
 def storage_key(tenant_id: str, file_id: str, fmt: str) -> str:
-    """Where an export file is stored."""
-    return f"exports/{tenant_id}/{file_id}.{fmt}"
+    """Where an export file is stored (its parts are under it)."""
+    return f"{EXPORTS_PREFIX}{tenant_id}/{file_id}.{fmt}"
+
+
+def is_export_key(key: str) -> bool:
+    """Whether the stored file is an export, written in parts."""
+    return key.startswith(EXPORTS_PREFIX)
 
 
 class ExportParams(BaseModel):
@@ -72,8 +79,8 @@ class ExportProducts(Operation[ExportParams]):
         return {**raw, "file_id": str(uuid.uuid4())}
 
     async def prepare(self, ctx: BatchContext, params: ExportParams) -> None:
-        """The file and its row, with the CSV header: an empty selection is still a file,
-        and a job's batches only ever append."""
+        """The file's row and its first part, the CSV header (empty for JSONL): an empty
+        selection is still a file."""
         key = storage_key(ctx.tenant_id, params.file_id, params.format)
         header = csv_header() if params.format == "csv" else b""
         await insert_file(
@@ -84,7 +91,7 @@ class ExportProducts(Operation[ExportParams]):
             size=len(header),
             link_seconds=params.link_seconds,
         )
-        ctx.storage.write(key, header)
+        await ctx.storage.write_part(key, 0, header)
 
     async def count(self, conn: asyncpg.Connection, selection: Selection) -> int:
         flt = selection.filter
@@ -112,26 +119,16 @@ class ExportProducts(Operation[ExportParams]):
                 "This export's file is already written: run exportProducts again for a new one.",
                 code="EXPORT_ALREADY_WRITTEN",
             )
-        try:
-            out = ctx.storage.path(state.storage_key).open("r+b")
-        except FileNotFoundError:
-            raise JobAborted("The export file was removed.", code="EXPORT_FILE_LOST") from None
-        with out:
-            if out.seek(0, os.SEEK_END) < state.bytes:
-                raise JobAborted("The export file was cut short.", code="EXPORT_FILE_LOST")
-            # Whatever a batch that did not commit appended goes.
-            out.truncate(state.bytes)
-            out.seek(state.bytes)
+        chunks: list[bytes] = []
 
-            async def write(chunk: bytes) -> None:
-                # A local file in the page cache: a write is a memory copy, not worth a
-                # thread hop per chunk.
-                out.write(chunk)
+        async def write(chunk: bytes) -> None:
+            chunks.append(chunk)
 
-            copied = await copy_products_by_ids(conn, ids, params.format, output=write)
-            # On disk before the size is recorded as committed.
-            await asyncio.to_thread(_sync, out)
-            size = out.tell()
+        copied = await copy_products_by_ids(conn, ids, params.format, output=write)
+        data = b"".join(chunks)
+        # Stored before the size is recorded as committed; a re-run replaces it.
+        await ctx.storage.write_part(state.storage_key, state.bytes, data)
+        size = state.bytes + len(data)
         await record_batch(
             conn,
             params.file_id,
@@ -141,8 +138,3 @@ class ExportProducts(Operation[ExportParams]):
             link_seconds=params.link_seconds,
         )
         return BatchOutcome(succeeded=copied, skipped=len(ids) - copied, changed_ids=ids)
-
-
-def _sync(out: IO[bytes]) -> None:
-    out.flush()
-    os.fsync(out.fileno())

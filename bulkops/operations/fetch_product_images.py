@@ -9,7 +9,6 @@ image, stores the file, and adds the images in one statement."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -172,7 +171,7 @@ class FetchProductImages(CallingOperation[FetchParams, FetchItem, Fetched]):
         # The same key for every attempt of the item in this run: a repeated call (a worker
         # killed before its batch committed) overwrites the file instead of leaving another.
         key = image_key(calls.tenant_id, calls.run_id, item.id, kind.extension)
-        await asyncio.to_thread(calls.storage.write, key, got.content)
+        await calls.storage.write(key, got.content)
         return Fetched(key, kind.content_type, len(got.content))
 
     async def write_results(

@@ -12,7 +12,7 @@ from arq.connections import ArqRedis
 from bulkops.config import Settings
 from bulkops.operations import REGISTRY, Registry
 from bulkops.outside import OutsideCalls
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Services:
 
     pool: asyncpg.Pool
     redis: ArqRedis
-    storage: LocalStorage
+    storage: Storage
     settings: Settings
     outside: OutsideCalls
     operations: Registry = field(default_factory=lambda: REGISTRY)

@@ -38,7 +38,7 @@ from bulkops.services.job_ends import (
 )
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice, request_purge, work_waiting
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class WorkerDeps:
         return self.services.pool
 
     @property
-    def storage(self) -> LocalStorage:
+    def storage(self) -> Storage:
         return self.services.storage
 
 

@@ -29,7 +29,7 @@ from bulkops.outside import OutsideCalls
 from bulkops.services.container import Services
 from bulkops.services.jobs import job_result
 from bulkops.services.progress import publish_state
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.tasks.heartbeat import Heartbeat, count_running
 from bulkops.tasks.housekeeping import (
     cleanup_task,
@@ -115,7 +115,7 @@ def build_worker(
         services = Services(
             pool=pool,
             redis=ctx["redis"],
-            storage=LocalStorage(settings.resolved_storage_dir),
+            storage=Storage.from_settings(settings),
             settings=settings,
             outside=OutsideCalls(ctx["redis"], settings),
             operations=operations,

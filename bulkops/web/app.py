@@ -26,7 +26,7 @@ from bulkops.services.auth import Authenticator
 from bulkops.services.container import Services
 from bulkops.services.jwt_auth import AuthUnavailable, JWTVerifier
 from bulkops.services.progress import Broker
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.web.auth import auth_unavailable
 from bulkops.web.cors import OriginPolicy
 from bulkops.web.graphql_view import STATIC_DIR, BulkopsGraphQL, GraphQLEndpoint
@@ -91,7 +91,7 @@ def create_app(settings: Settings, *, operations: Registry = REGISTRY) -> Starle
                 services=Services(
                     pool=pool,
                     redis=redis,
-                    storage=LocalStorage(settings.resolved_storage_dir),
+                    storage=Storage.from_settings(settings),
                     settings=settings,
                     outside=outside,
                     operations=operations,

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import ADD_TO_DATASET, CANCEL, DELETE, REMOVE_FROM_DATASET, SET_STATUS
 from tests.support import GraphQLClient, Tenant, make_dataset, make_products, run_worker
 
@@ -23,7 +23,7 @@ async def snapshot(owner: asyncpg.Connection) -> tuple[Any, ...]:
 
 
 @pytest.fixture
-async def catalog(owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant) -> list[int]:
+async def catalog(owner: asyncpg.Connection, storage: Storage, tenant: Tenant) -> list[int]:
     return await make_products(owner, storage, tenant, 5)
 
 
@@ -121,7 +121,7 @@ async def test_two_million_ids_are_refused_before_anything_runs(
 
 
 async def test_inline_over_the_hard_limit_is_refused_and_says_to_use_background(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     await make_products(owner, storage, tenant, 10_001, with_images=False)
     before = await snapshot(owner)
@@ -146,7 +146,7 @@ async def test_unknown_enum_values_are_graphql_validation_errors(gql: GraphQLCli
 async def test_a_dataset_deleted_while_its_job_waits_fails_the_job_with_a_reason(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import ADD_TO_DATASET, DELETE, JOB, REMOVE_FROM_DATASET, SET_STATUS
 from tests.support import (
     GraphQLClient,
@@ -17,6 +17,7 @@ from tests.support import (
     make_products,
     make_tenant,
     run_worker,
+    stored_names,
 )
 
 
@@ -42,7 +43,7 @@ async def catalog_state(owner: asyncpg.Connection, tenant: Tenant) -> dict[str, 
 
 
 async def twin_catalogs(
-    owner: asyncpg.Connection, storage: LocalStorage, a: Tenant, b: Tenant, count: int
+    owner: asyncpg.Connection, storage: Storage, a: Tenant, b: Tenant, count: int
 ) -> tuple[list[int], list[int], int, int]:
     """The same catalog for two tenants: half Acme, half Zeta, a third in dataset Summer."""
     result = []
@@ -75,7 +76,7 @@ async def test_inline_and_background_end_in_the_same_state(
     by: str,
     http: Any,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     settings: Settings,
 ) -> None:
     a = await make_tenant(owner, "inline-co")
@@ -118,7 +119,7 @@ async def test_inline_and_background_end_in_the_same_state(
 
 
 async def test_delete_removes_images_files_and_memberships(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     dataset = await make_dataset(owner, tenant, "Summer")
     ids = await make_products(owner, storage, tenant, 5, dataset_id=dataset)
@@ -133,30 +134,30 @@ async def test_delete_removes_images_files_and_memberships(
     ) == (5, 5, 5, 5)
     assert await owner.fetchval("SELECT count(*) FROM products") == 2
     assert await owner.fetchval("SELECT count(*) FROM file_deletions") == 0
-    files = sorted(p.name for p in storage.root.rglob("*.svg"))
+    files = await stored_names(storage, suffix=".svg")
     assert files == sorted(f"{i}.svg" for i in keep)
 
 
 async def test_background_delete_removes_stored_files(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
     await make_products(owner, storage, tenant, 30)
     queued = await gql(DELETE, {"selection": {"filter": {}}, "options": {"mode": "BACKGROUND"}})
     assert queued["deleteProducts"]["__typename"] == "JobQueued"
-    assert len(list(storage.root.rglob("*.svg"))) == 30
+    assert len(await stored_names(storage, suffix=".svg")) == 30
     await run_worker(settings.model_copy(update={"batch_size": 7}))
-    assert list(storage.root.rglob("*.svg")) == []
+    assert await stored_names(storage, suffix=".svg") == []
     assert await owner.fetchval("SELECT count(*) FROM products") == 0
 
 
 async def test_auto_mode_runs_small_selections_inline_and_large_ones_as_jobs(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -178,7 +179,7 @@ async def test_auto_mode_runs_small_selections_inline_and_large_ones_as_jobs(
 
 
 async def test_add_to_dataset_skips_and_counts_products_already_in_it(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     dataset = await make_dataset(owner, tenant, "Summer")
     inside = await make_products(owner, storage, tenant, 3, dataset_id=dataset)
@@ -200,7 +201,7 @@ async def test_add_to_dataset_skips_and_counts_products_already_in_it(
 
 
 async def test_dry_run_changes_nothing_and_shows_a_sample(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     ids = await make_products(owner, storage, tenant, 1500, with_images=False)
     result = await gql(

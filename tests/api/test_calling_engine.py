@@ -29,7 +29,7 @@ from bulkops.operations import REGISTRY, Registry
 from bulkops.operations.base import BatchContext, BatchOutcome, NoParams, Thresholds
 from bulkops.operations.calling import CallBatch, CallContext, CallingOperation
 from bulkops.outside import CallFailed, Limits, ProviderUnavailable, Usage
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import CANCEL, SET_STATUS
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
 
@@ -281,7 +281,7 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 async def test_an_inline_run_calls_and_writes_each_product_once(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     tagger: Tagger,
 ) -> None:
@@ -318,7 +318,7 @@ async def test_an_inline_run_calls_and_writes_each_product_once(
 async def test_a_job_writes_every_product_once_and_counts_its_usage(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tagger: Tagger,
@@ -370,7 +370,7 @@ async def test_a_job_writes_every_product_once_and_counts_its_usage(
 async def test_items_the_provider_refuses_make_a_partial_job(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tagger: Tagger,
@@ -399,7 +399,7 @@ async def test_items_the_provider_refuses_make_a_partial_job(
 async def test_a_provider_outage_fails_no_item_and_shows_why_the_job_waits(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tagger: Tagger,
@@ -437,7 +437,7 @@ async def test_a_provider_outage_fails_no_item_and_shows_why_the_job_waits(
 async def test_a_provider_down_past_the_hold_hands_the_batch_back(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tagger: Tagger,
@@ -466,7 +466,7 @@ async def test_a_provider_down_past_the_hold_hands_the_batch_back(
 async def test_a_cancel_stops_new_calls(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tagger: Tagger,
@@ -500,7 +500,7 @@ async def test_a_cancel_stops_new_calls(
 async def test_a_stop_reason_ends_the_job_with_the_rest_skipped(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tagger: Tagger,
@@ -529,7 +529,7 @@ async def test_a_stop_reason_ends_the_job_with_the_rest_skipped(
 async def test_a_job_waiting_for_the_rate_limit_says_so(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tagger: Tagger,
@@ -559,7 +559,7 @@ async def test_a_job_waiting_for_the_rate_limit_says_so(
 async def test_an_inline_run_stops_at_its_budget_and_an_unconfigured_provider_is_refused(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     tagger: Tagger,
 ) -> None:
@@ -583,7 +583,7 @@ async def test_an_inline_run_stops_at_its_budget_and_an_unconfigured_provider_is
 async def test_under_abort_a_refused_item_stops_the_run_and_its_batch_is_not_applied(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tagger: Tagger,

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.test_export_job import download
 from tests.api.test_schedules import ARCHIVE_DRAFTS, act
 from tests.api.test_schedules import create as create_schedule
@@ -190,7 +190,7 @@ async def test_a_step_takes_the_products_the_step_before_changed(
     owner: asyncpg.Connection,
     tenant: Tenant,
     settings: Settings,
-    storage: LocalStorage,
+    storage: Storage,
 ) -> None:
     ids = await make_products(owner, storage, tenant, 6, status="ACTIVE", with_images=False)
     # Two are ARCHIVED already: setting them ARCHIVED again changes nothing (skipped).
@@ -226,7 +226,7 @@ async def test_a_partial_step_stops_the_chain_unless_the_next_step_runs_on_parti
     owner: asyncpg.Connection,
     tenant: Tenant,
     settings: Settings,
-    storage: LocalStorage,
+    storage: Storage,
 ) -> None:
     ids = await make_products(owner, storage, tenant, 4, status="ACTIVE", with_images=False)
     stops = await make_dataset(owner, tenant, "Stops")
@@ -268,7 +268,7 @@ async def test_retrying_a_failed_step_goes_on_with_the_chain(
     owner: asyncpg.Connection,
     tenant: Tenant,
     settings: Settings,
-    storage: LocalStorage,
+    storage: Storage,
 ) -> None:
     ids = await make_products(owner, storage, tenant, 3, status="ACTIVE", with_images=False)
     dataset = await make_dataset(owner, tenant, "After the retry")
@@ -315,7 +315,7 @@ async def test_cancelling_a_step_stops_what_follows(
     owner: asyncpg.Connection,
     tenant: Tenant,
     settings: Settings,
-    storage: LocalStorage,
+    storage: Storage,
 ) -> None:
     ids = await make_products(owner, storage, tenant, 3, status="ACTIVE", with_images=False)
     dataset = await make_dataset(owner, tenant, "Never")
@@ -364,7 +364,7 @@ async def test_a_step_that_cannot_start_fails_with_the_reason(
     owner: asyncpg.Connection,
     tenant: Tenant,
     settings: Settings,
-    storage: LocalStorage,
+    storage: Storage,
 ) -> None:
     ids = await make_products(owner, storage, tenant, 2, status="ACTIVE", with_images=False)
     dataset = await make_dataset(owner, tenant, "Gone")
@@ -395,7 +395,7 @@ async def test_a_step_that_cannot_start_fails_with_the_reason(
 
 
 async def test_a_dry_run_checks_the_chain_and_queues_nothing(
-    gql: GraphQLClient, owner: asyncpg.Connection, tenant: Tenant, storage: LocalStorage
+    gql: GraphQLClient, owner: asyncpg.Connection, tenant: Tenant, storage: Storage
 ) -> None:
     ids = await make_products(owner, storage, tenant, 2, status="ACTIVE", with_images=False)
     dataset = await make_dataset(owner, tenant, "Dry")
@@ -421,7 +421,7 @@ async def test_a_dry_run_checks_the_chain_and_queues_nothing(
 
 
 async def test_a_chain_that_does_not_fit_is_rejected_naming_the_field(
-    gql: GraphQLClient, owner: asyncpg.Connection, tenant: Tenant, storage: LocalStorage
+    gql: GraphQLClient, owner: asyncpg.Connection, tenant: Tenant, storage: Storage
 ) -> None:
     ids = await make_products(owner, storage, tenant, 2, status="ACTIVE", with_images=False)
     dataset = await make_dataset(owner, tenant, "Checked")
@@ -525,7 +525,7 @@ async def test_a_schedule_runs_a_chain(
     owner: asyncpg.Connection,
     tenant: Tenant,
     settings: Settings,
-    storage: LocalStorage,
+    storage: Storage,
 ) -> None:
     ids = await make_products(owner, storage, tenant, 3, status="DRAFT", with_images=False)
     dataset = await make_dataset(owner, tenant, "Archived nightly")

@@ -19,7 +19,7 @@ from bulkops.operations.base import (
     Operation,
     Thresholds,
 )
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import JOB
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
 
@@ -85,7 +85,7 @@ async def reviewed(owner: asyncpg.Connection, tenant: Tenant) -> list[bool]:
 
 
 async def test_a_registered_operation_runs_inline(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     ids = await make_products(owner, storage, tenant, 6, with_images=False)
     chosen = [str(i) for i in ids[:4]]
@@ -107,7 +107,7 @@ async def test_a_registered_operation_runs_inline(
 async def test_a_registered_operation_runs_as_a_job(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -128,7 +128,7 @@ async def test_a_registered_operation_runs_as_a_job(
 
 
 async def test_a_registered_operation_is_listed_and_checks_its_limits(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     listed = await gql("{ operations { name inlineThreshold inlineLimit batchSize } }")
     assert {

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import JOB, SUMMARY_FIELDS
 from tests.support import (
     GraphQLClient,
@@ -17,6 +17,7 @@ from tests.support import (
     make_products,
     make_tenant,
     run_worker,
+    stored_names,
 )
 
 DELETE_IMAGES = f"""
@@ -39,7 +40,7 @@ def ids_of(ids: list[int]) -> list[str]:
 
 
 async def add_images(
-    owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant, product_ids: list[int]
+    owner: asyncpg.Connection, storage: Storage, tenant: Tenant, product_ids: list[int]
 ) -> list[int]:
     """A second image (and its file) for each of the products; the new image ids."""
     keys = [f"{tenant.id}/images/{i}-back.svg" for i in product_ids]
@@ -50,8 +51,7 @@ async def add_images(
         product_ids,
         keys,
     )
-    for key in keys:
-        storage.write(key, SVG)
+    await storage.write_many(dict.fromkeys(keys, SVG))
     return sorted(r["id"] for r in rows)
 
 
@@ -63,7 +63,7 @@ async def image_ids(owner: asyncpg.Connection, tenant: Tenant) -> list[int]:
 
 
 async def catalog_state(
-    owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> dict[str, Any]:
     """The tenant's images and stored files, keyed by SKU so two tenants compare."""
     images = await owner.fetch(
@@ -73,13 +73,13 @@ async def catalog_state(
     )
     skus = dict(await owner.fetch("SELECT id, sku FROM products WHERE tenant_id = $1", tenant.id))
     files = []
-    for path in storage.root.glob(f"{tenant.id}/images/*.svg"):
-        product_id, _, side = path.stem.partition("-")
+    for name in await stored_names(storage, f"{tenant.id}/images/", suffix=".svg"):
+        product_id, _, side = name.removesuffix(".svg").partition("-")
         files.append((skus[int(product_id)], side))
     return {"images": [tuple(r) for r in images], "files": sorted(files), "products": len(skus)}
 
 
-async def twin_catalog(owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant) -> int:
+async def twin_catalog(owner: asyncpg.Connection, storage: Storage, tenant: Tenant) -> int:
     """12 Acme and 8 Zeta products, one image each, and a second image for every third;
     the Acme ones in a dataset. Returns the dataset."""
     dataset = await make_dataset(owner, tenant, "Summer")
@@ -94,7 +94,7 @@ SELECTIONS = ["image ids", "product ids", "product filter"]
 
 @pytest.mark.parametrize("by", SELECTIONS)
 async def test_inline_and_background_end_in_the_same_state(
-    by: str, http: Any, owner: asyncpg.Connection, storage: LocalStorage, settings: Settings
+    by: str, http: Any, owner: asyncpg.Connection, storage: Storage, settings: Settings
 ) -> None:
     a = await make_tenant(owner, "inline-co")
     b = await make_tenant(owner, "background-co")
@@ -139,7 +139,7 @@ async def test_inline_and_background_end_in_the_same_state(
 
 
 async def test_images_and_their_files_are_removed_and_the_products_kept(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     products = await make_products(owner, storage, tenant, 3)
     backs = await add_images(owner, storage, tenant, products)
@@ -152,7 +152,7 @@ async def test_images_and_their_files_are_removed_and_the_products_kept(
         assert (await gql(IMAGES, {"id": str(product)}))["product"]["images"] == []
     kept = (await gql(IMAGES, {"id": str(products[2])}))["product"]["images"]
     assert len(kept) == 2
-    files = sorted(p.name for p in storage.root.rglob("*.svg"))
+    files = await stored_names(storage, suffix=".svg")
     assert files == sorted([f"{products[2]}.svg", f"{products[2]}-back.svg"])
     assert await owner.fetchval("SELECT count(*) FROM products") == 3
     assert await owner.fetchval("SELECT count(*) FROM file_deletions") == 0
@@ -160,7 +160,7 @@ async def test_images_and_their_files_are_removed_and_the_products_kept(
     # One image of a product, by its id.
     result = (await gql(DELETE_IMAGES, {"selection": {"ids": [str(backs[2])]}}))["deleteImages"]
     assert (result["succeeded"], result["deletedFiles"]) == (1, 1)
-    assert [p.name for p in storage.root.rglob("*.svg")] == [f"{products[2]}.svg"]
+    assert await stored_names(storage, suffix=".svg") == [f"{products[2]}.svg"]
 
 
 @pytest.mark.parametrize("mode", ["INLINE", "BACKGROUND"])
@@ -168,12 +168,12 @@ async def test_a_file_already_missing_is_counted_not_fatal(
     mode: str,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
     products = await make_products(owner, storage, tenant, 5)
-    storage.path(f"{tenant.id}/images/{products[1]}.svg").unlink()
+    await storage.delete_many([f"{tenant.id}/images/{products[1]}.svg"])
     result = (
         await gql(
             DELETE_IMAGES, {"selection": {"products": {"filter": {}}}, "options": {"mode": mode}}
@@ -186,11 +186,11 @@ async def test_a_file_already_missing_is_counted_not_fatal(
         result = job["result"]
     assert (result["succeeded"], result["deletedFiles"], result["missingFiles"]) == (5, 4, 1)
     assert await owner.fetchval("SELECT count(*) FROM product_images") == 0
-    assert list(storage.root.rglob("*.svg")) == []
+    assert await stored_names(storage, suffix=".svg") == []
 
 
 async def test_a_file_another_image_still_shows_is_kept(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     products = await make_products(owner, storage, tenant, 2)
     shared = f"{tenant.id}/images/{products[0]}.svg"
@@ -201,16 +201,16 @@ async def test_a_file_another_image_still_shows_is_kept(
         "deleteImages"
     ]
     assert (result["succeeded"], result["deletedFiles"], result["missingFiles"]) == (1, 0, 0)
-    assert storage.exists(shared)
+    assert await storage.existing([shared]) == {shared}
     images = (await gql(IMAGES, {"id": str(products[1])}))["product"]["images"]
     assert [i["url"] for i in images] == [f"/files/{shared}"]
 
 
 async def test_dry_run_counts_what_would_go_and_changes_nothing(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     products = await make_products(owner, storage, tenant, 1200)
-    storage.path(f"{tenant.id}/images/{products[0]}.svg").unlink()
+    await storage.delete_many([f"{tenant.id}/images/{products[0]}.svg"])
     before = await catalog_state(owner, storage, tenant)
     result = (
         await gql(
@@ -231,7 +231,7 @@ async def test_dry_run_counts_what_would_go_and_changes_nothing(
 async def test_images_deleted_before_the_job_reaches_them_are_skipped(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -299,7 +299,7 @@ async def test_a_bad_selection_is_rejected_with_its_field_and_changes_nothing(
     field: list[str],
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
 ) -> None:
     await make_products(owner, storage, tenant, 3)
@@ -314,7 +314,7 @@ async def test_a_bad_selection_is_rejected_with_its_field_and_changes_nothing(
 
 
 async def test_another_tenants_images_are_not_found(
-    http: Any, owner: asyncpg.Connection, storage: LocalStorage
+    http: Any, owner: asyncpg.Connection, storage: Storage
 ) -> None:
     a = await make_tenant(owner, "a-co")
     b = await make_tenant(owner, "b-co")
@@ -325,4 +325,4 @@ async def test_another_tenants_images_are_not_found(
     )["deleteImages"]
     assert (result["code"], result["field"]) == ("NOT_FOUND", ["selection", "ids"])
     assert await owner.fetchval("SELECT count(*) FROM product_images") == 2
-    assert len(list(storage.root.rglob("*.svg"))) == 2
+    assert len(await stored_names(storage, suffix=".svg")) == 2

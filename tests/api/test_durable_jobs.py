@@ -9,10 +9,10 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.tasks.housekeeping import reconcile, remove_expired, sweep_files
 from tests.api.queries import DELETE, JOB, SET_STATUS
-from tests.support import GraphQLClient, Runner, Tenant, make_products, run_worker
+from tests.support import GraphQLClient, Runner, Tenant, make_products, run_worker, stored_names
 
 ACTION = """
 mutation($id: ID!) {{
@@ -37,7 +37,7 @@ async def queue(gql: GraphQLClient, document: str, variables: dict[str, Any]) ->
 async def test_pause_stops_after_the_batch_and_resume_continues_from_the_cursor(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -71,7 +71,7 @@ async def test_pause_stops_after_the_batch_and_resume_continues_from_the_cursor(
 async def test_a_paused_job_can_be_cancelled(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -89,7 +89,7 @@ async def test_a_paused_job_can_be_cancelled(
 async def test_retry_of_failed_items_makes_a_child_job_of_just_those(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -146,7 +146,7 @@ async def test_retry_of_failed_items_makes_a_child_job_of_just_those(
 async def test_an_idempotency_key_replays_the_first_response_and_never_makes_a_second_job(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
 ) -> None:
     await make_products(owner, storage, tenant, 30, with_images=False)
@@ -185,7 +185,7 @@ async def test_an_idempotency_key_replays_the_first_response_and_never_makes_a_s
 async def test_concurrent_duplicates_make_one_job(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
 ) -> None:
     await make_products(owner, storage, tenant, 10, with_images=False)
@@ -205,7 +205,7 @@ async def test_concurrent_duplicates_make_one_job(
 async def test_an_expired_idempotency_key_is_a_new_request(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -226,7 +226,7 @@ async def test_an_expired_idempotency_key_is_a_new_request(
 async def test_a_high_priority_job_starts_before_queued_normal_slices(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -259,7 +259,7 @@ async def test_a_high_priority_job_starts_before_queued_normal_slices(
 async def test_jobs_over_the_tenant_quota_wait_queued_with_a_position(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -291,7 +291,7 @@ async def test_jobs_over_the_tenant_quota_wait_queued_with_a_position(
 async def test_a_job_whose_worker_died_is_picked_up_again_from_its_cursor(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     redis_url: str,
@@ -329,7 +329,7 @@ async def test_a_job_whose_worker_died_is_picked_up_again_from_its_cursor(
 async def test_finished_jobs_past_the_retention_are_removed(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -363,7 +363,7 @@ async def test_finished_jobs_past_the_retention_are_removed(
 async def test_files_left_behind_by_a_lost_purge_are_swept_up(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -379,5 +379,5 @@ async def test_files_left_behind_by_a_lost_purge_are_swept_up(
     async with Runner(settings) as runner:
         assert await sweep_files(runner.deps, runner.redis) == 1
     await run_worker(settings)
-    assert sorted(p.name for p in storage.root.rglob("*.svg")) == [f"{i}.svg" for i in ids[3:]]
+    assert await stored_names(storage, suffix=".svg") == sorted(f"{i}.svg" for i in ids[3:])
     assert await owner.fetchval("SELECT count(*) FROM file_deletions") == 0

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import SUMMARY_FIELDS
 from tests.api.test_import_products import import_file
 from tests.fake_llm import FakeLLM, answer_for
@@ -113,7 +113,7 @@ async def descriptions(owner: asyncpg.Connection, ids: list[int]) -> list[str | 
 async def test_without_a_provider_enrich_is_refused_naming_the_setting(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     llm: FakeLLM,
 ) -> None:
@@ -190,7 +190,7 @@ async def test_without_a_provider_enrich_is_refused_naming_the_setting(
 async def test_bad_instructions_are_refused_naming_the_field(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     llm: FakeLLM,
     given: dict[str, Any],
@@ -224,7 +224,7 @@ async def test_bad_instructions_are_refused_naming_the_field(
 async def test_a_dry_run_calls_nothing_and_changes_nothing(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     llm: FakeLLM,
 ) -> None:
@@ -255,7 +255,7 @@ async def test_a_dry_run_calls_nothing_and_changes_nothing(
 
 
 async def test_the_description_is_read_patched_and_cleared(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     ids = await make_products(owner, storage, tenant, 2, with_images=False)
     patched = await gql(
@@ -330,7 +330,7 @@ async def test_descriptions_import_and_export_back(
 async def test_an_inline_enrich_writes_the_answers(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     llm: FakeLLM,
 ) -> None:
@@ -350,7 +350,7 @@ async def test_an_inline_enrich_writes_the_answers(
 async def test_products_with_a_value_are_skipped_unless_overwrite(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     llm: FakeLLM,
 ) -> None:
@@ -376,7 +376,7 @@ async def test_products_with_a_value_are_skipped_unless_overwrite(
 async def test_an_attribute_takes_the_answer_and_the_others_stay(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     llm: FakeLLM,
 ) -> None:
@@ -414,7 +414,7 @@ async def test_an_attribute_takes_the_answer_and_the_others_stay(
 async def test_a_job_within_the_provider_rate_limit_writes_every_product(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     llm: FakeLLM,
@@ -447,7 +447,7 @@ async def test_a_job_within_the_provider_rate_limit_writes_every_product(
 async def test_garbage_answers_are_item_errors(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     llm: FakeLLM,
@@ -476,7 +476,7 @@ async def test_garbage_answers_are_item_errors(
 async def test_a_token_budget_stops_the_job_and_skips_the_rest(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     llm: FakeLLM,

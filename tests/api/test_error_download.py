@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import SET_STATUS
 from tests.api.test_import_products import BACKGROUND, HEADER, import_file
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
@@ -86,7 +86,7 @@ async def test_failed_items_carry_their_ids(
     http: httpx.AsyncClient,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -111,7 +111,7 @@ async def test_a_job_without_failures_downloads_the_header_alone(
     http: httpx.AsyncClient,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -132,7 +132,7 @@ async def test_another_tenants_job_or_no_token_gets_nothing(
     http: httpx.AsyncClient,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     other_tenant: Tenant,
     settings: Settings,

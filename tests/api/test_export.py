@@ -25,7 +25,7 @@ from bulkops.db.pool import create_pool
 from bulkops.selection import ProductFilter
 from bulkops.services import copy_stream
 from bulkops.services.catalog_download import catalog_stream
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.support import Tenant, make_dataset, make_products
 
 TRICKY_NAME = 'Comma, "quoted"\nsecond line\r\nback\\slash \\n é 日本 😀 \x01'
@@ -41,7 +41,7 @@ def auth(tenant: Tenant) -> dict[str, str]:
 
 
 async def make_tricky_catalog(
-    owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> list[int]:
     """Twelve products, three of them with values that break naive CSV and JSON writers."""
     ids = await make_products(owner, storage, tenant, 12, with_images=False)
@@ -131,7 +131,7 @@ async def export_ids(http: httpx.AsyncClient, tenant: Tenant, params: Any) -> li
 
 
 async def test_csv_export_is_every_row_as_in_the_database(
-    http: httpx.AsyncClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    http: httpx.AsyncClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     await make_tricky_catalog(owner, storage, tenant)
     response = await http.get("/export/products.csv", headers=auth(tenant))
@@ -155,7 +155,7 @@ async def test_csv_export_is_every_row_as_in_the_database(
 
 
 async def test_jsonl_export_is_every_row_as_in_the_database(
-    http: httpx.AsyncClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    http: httpx.AsyncClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     await make_tricky_catalog(owner, storage, tenant)
     response = await http.get("/export/products.jsonl", headers=auth(tenant))
@@ -175,7 +175,7 @@ async def test_jsonl_export_is_every_row_as_in_the_database(
 
 
 async def test_filters_select_the_rows(
-    http: httpx.AsyncClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    http: httpx.AsyncClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     dataset = await make_dataset(owner, tenant, "Summer")
     acme = await make_products(owner, storage, tenant, 3, brand="Acme", with_images=False)
@@ -223,7 +223,7 @@ async def test_filters_select_the_rows(
 async def test_another_tenants_token_exports_none_of_our_rows(
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     other_tenant: Tenant,
 ) -> None:
@@ -273,7 +273,7 @@ async def test_requests_without_a_valid_token_get_401(http: httpx.AsyncClient, p
 async def test_a_bad_parameter_gets_400_naming_it(
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     query: str,
     field: str,
@@ -311,9 +311,7 @@ async def test_head_answers_the_headers_without_running_the_export(
 BIG = 20_000
 
 
-async def make_big_catalog(
-    owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
-) -> None:
+async def make_big_catalog(owner: asyncpg.Connection, storage: Storage, tenant: Tenant) -> None:
     """About 25 MB of export: more than the socket buffers hold, so a client that stops
     reading holds the COPY back."""
     await make_products(owner, storage, tenant, BIG, with_images=False)
@@ -371,7 +369,7 @@ async def test_a_client_that_disconnects_mid_stream_stops_the_copy_and_frees_the
     server: str,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     server_log: pytest.LogCaptureFixture,
 ) -> None:
@@ -413,7 +411,7 @@ async def test_at_most_half_the_pool_exports_at_once(
     server: str,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
 ) -> None:
     await make_big_catalog(owner, storage, tenant)
@@ -456,7 +454,7 @@ async def test_a_client_that_stops_reading_has_its_export_stopped(
     http: httpx.AsyncClient,
     server: str,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     server_log: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
@@ -490,7 +488,7 @@ async def drain(chunks: Any) -> None:
 async def test_closing_an_export_at_any_moment_returns_a_clean_connection(
     settings: Settings,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     server_log: pytest.LogCaptureFixture,
     fmt: ExportFormat,
@@ -534,7 +532,7 @@ async def test_a_failure_midway_cuts_the_response_short(
     server: str,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
 ) -> None:
     """A client must not mistake a broken export for a complete one."""

@@ -21,7 +21,7 @@ from hypothesis_graphql import nodes
 from hypothesis_graphql import strategies as gql
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.support import Tenant, make_dataset, make_products
 
 SCHEMA = (Path(__file__).resolve().parents[2] / "schema.graphql").read_text()
@@ -55,7 +55,7 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def catalog(owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant) -> None:
+async def catalog(owner: asyncpg.Connection, storage: Storage, tenant: Tenant) -> None:
     await make_products(owner, storage, tenant, 30)
     await make_dataset(owner, tenant, "Fuzz")
 

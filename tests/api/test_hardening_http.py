@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import DELETE
 from tests.support import GraphQLClient, Tenant, make_dataset, make_products
 
@@ -63,7 +63,7 @@ async def snapshot(owner: asyncpg.Connection) -> tuple[Any, ...]:
 
 
 @pytest.fixture
-async def catalog(owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant) -> list[int]:
+async def catalog(owner: asyncpg.Connection, storage: Storage, tenant: Tenant) -> list[int]:
     return await make_products(owner, storage, tenant, 3)
 
 

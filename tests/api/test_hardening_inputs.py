@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.uploads import MAX_JSON_DEPTH
 from tests.api.queries import DELETE, SET_STATUS
 from tests.api.test_import_products import IMPORT
@@ -106,7 +106,7 @@ JOB_CURSORS = [
 
 
 @pytest.fixture
-async def catalog(owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant) -> None:
+async def catalog(owner: asyncpg.Connection, storage: Storage, tenant: Tenant) -> None:
     await make_products(owner, storage, tenant, 3)
     await owner.execute(
         """INSERT INTO products (tenant_id, sku, name)

@@ -10,7 +10,7 @@ import pytest
 import websockets
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import CANCEL, DELETE, JOB, JOB_SUBSCRIPTION, SET_STATUS
 from tests.support import GraphQLClient, Subscription, Tenant, make_dataset, make_products
 
@@ -18,7 +18,7 @@ from tests.support import GraphQLClient, Subscription, Tenant, make_dataset, mak
 async def test_another_tenants_token_sees_and_changes_nothing_of_ours(
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     other_tenant: Tenant,
     ws_url: str,
@@ -104,7 +104,7 @@ async def app_connection(settings: Settings) -> asyncpg.Connection:
 async def test_row_level_security_hides_other_tenants_rows_from_the_application_role(
     settings: Settings,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     other_tenant: Tenant,
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import CANCEL, DELETE, JOB, JOB_SUBSCRIPTION, SET_STATUS
 from tests.support import (
     GraphQLClient,
@@ -32,7 +32,7 @@ async def queue_delete(gql: GraphQLClient, selection: dict[str, Any]) -> str:
 async def test_subscriber_sees_every_state_in_rising_versions_until_the_terminal_one(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     ws_url: str,
@@ -64,7 +64,7 @@ async def test_subscriber_sees_every_state_in_rising_versions_until_the_terminal
 async def test_late_subscriber_still_receives_the_terminal_state(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     ws_url: str,
@@ -86,7 +86,7 @@ async def test_jobs_subscription_streams_only_the_callers_jobs(
     gql: GraphQLClient,
     http: Any,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     other_tenant: Tenant,
     settings: Settings,
@@ -115,7 +115,7 @@ async def test_jobs_subscription_streams_only_the_callers_jobs(
 async def test_cancelling_a_queued_job_means_it_never_runs(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -132,7 +132,7 @@ async def test_cancelling_a_queued_job_means_it_never_runs(
 async def test_cancelling_a_running_job_stops_it_between_batches_keeping_what_was_done(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -161,7 +161,7 @@ async def test_cancelling_a_running_job_stops_it_between_batches_keeping_what_wa
 async def test_a_job_longer_than_a_slice_continues_from_its_cursor(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -188,7 +188,7 @@ async def test_a_job_longer_than_a_slice_continues_from_its_cursor(
 async def test_items_that_fail_are_recorded_and_the_job_ends_partial(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -224,7 +224,7 @@ async def test_items_that_fail_are_recorded_and_the_job_ends_partial(
 async def test_abort_policy_stops_at_the_first_failing_batch_leaving_it_unapplied(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -261,7 +261,7 @@ def _states(messages: list[dict[str, Any]], sub_id: str) -> list[dict[str, Any]]
 async def test_many_subscribers_of_one_job_each_see_every_status_in_rising_versions(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     ws_url: str,
@@ -297,7 +297,7 @@ async def test_many_subscribers_of_one_job_each_see_every_status_in_rising_versi
 async def test_a_subscriber_joining_others_first_gets_the_jobs_current_state(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     ws_url: str,
@@ -329,7 +329,7 @@ async def test_a_subscriber_joining_others_first_gets_the_jobs_current_state(
 async def test_the_same_subscription_from_another_tenant_gets_nothing_of_the_job(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     other_tenant: Tenant,
     settings: Settings,
@@ -360,7 +360,7 @@ async def test_the_same_subscription_from_another_tenant_gets_nothing_of_the_job
 async def test_a_second_jobs_subscriber_also_starts_with_the_unfinished_jobs(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     ws_url: str,
@@ -397,7 +397,7 @@ query($after: String) {
 
 
 async def test_the_jobs_list_pages_newest_first_from_a_cursor(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     await make_products(owner, storage, tenant, 3, with_images=False)
     queued = [await queue_delete(gql, {"ids": [str(i)]}) for i in (1, 2, 3)]

@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import DELETE, JOB_SUBSCRIPTION
 from tests.jwks import AUDIENCE, ISSUER, JWKSServer, SigningKey, claims, forge, sign
 from tests.support import GraphQLClient, Tenant, make_products
@@ -192,7 +192,7 @@ async def test_scopes_come_from_the_token(
     ws_url: str,
     owner: asyncpg.Connection,
     tenant: Tenant,
-    storage: LocalStorage,
+    storage: Storage,
 ) -> None:
     nobody = sign(RSA, claims(scope="openid profile"))
     response = await post(http, nobody, VIEWER)
@@ -233,7 +233,7 @@ async def test_a_jwt_never_makes_an_operator(http: httpx.AsyncClient, tenant: Te
 
 
 async def test_created_by_is_the_subject(
-    http: httpx.AsyncClient, owner: asyncpg.Connection, tenant: Tenant, storage: LocalStorage
+    http: httpx.AsyncClient, owner: asyncpg.Connection, tenant: Tenant, storage: Storage
 ) -> None:
     ids = await make_products(owner, storage, tenant, 2)
     gql = GraphQLClient(http, sign(EC, claims(sub="alice@example.com", scope="write")))

@@ -25,9 +25,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bulkops.config import Settings
 from bulkops.metrics import serve
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import CANCEL, JOB_SUBSCRIPTION, SET_STATUS
-from tests.support import GraphQLClient, Subscription, Tenant, make_products, run_worker
+from tests.support import (
+    GraphQLClient,
+    Subscription,
+    Tenant,
+    make_products,
+    run_worker,
+    storage_env,
+)
 
 OPERATION = "setProductStatus"
 JOBS_SUBSCRIPTION = "subscription { jobs { id status } }"
@@ -117,7 +124,7 @@ async def test_a_background_job_moves_the_counters_of_the_api_and_the_worker(
     gql: GraphQLClient,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     worker_metrics_url: str,
@@ -158,7 +165,7 @@ async def test_a_background_job_moves_the_counters_of_the_api_and_the_worker(
 async def test_bulkops_worker_serves_its_own_metrics_on_the_port_it_is_given(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tmp_path: Path,
@@ -172,7 +179,7 @@ async def test_bulkops_worker_serves_its_own_metrics_on_the_port_it_is_given(
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "BULKOPS_DATA_DIR": str(tmp_path),
-        "BULKOPS_STORAGE_DIR": str(settings.resolved_storage_dir),
+        **storage_env(settings),
         "BULKOPS_BATCH_SIZE": "5",
         "BULKOPS_WORKER_METRICS_HOST": "127.0.0.1",
     }
@@ -217,7 +224,7 @@ async def test_an_inline_run_counts_its_items_and_a_dry_run_nothing(
     gql: GraphQLClient,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
 ) -> None:
     await make_products(owner, storage, tenant, 4, with_images=False)
@@ -251,7 +258,7 @@ async def test_a_queued_job_cancelled_counts_as_cancelled(
     gql: GraphQLClient,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
 ) -> None:
     await make_products(owner, storage, tenant, 3, with_images=False)
@@ -286,7 +293,7 @@ async def test_open_subscriptions_are_counted_per_client_until_they_close(
     http: httpx.AsyncClient,
     ws_url: str,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
 ) -> None:
     await make_products(owner, storage, tenant, 2, with_images=False)

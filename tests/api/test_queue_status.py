@@ -17,7 +17,7 @@ import pytest
 from bulkops.config import Settings
 from bulkops.services.queue import enqueue_slice
 from bulkops.services.queue_status import read_queue_status
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.tasks.heartbeat import Heartbeat
 from tests.api.queries import DELETE
 from tests.api.test_scopes import assert_forbidden, token_with
@@ -65,7 +65,7 @@ async def test_waiting_jobs_by_priority_and_the_longest_wait(
     gql: GraphQLClient,
     operator: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
 ) -> None:
     ids = await make_products(owner, storage, tenant, 4, with_images=False)
@@ -139,7 +139,7 @@ async def test_a_running_worker_shows_its_slice_and_leaves_when_it_stops(
     gql: GraphQLClient,
     operator: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:

@@ -23,7 +23,7 @@ import websockets
 from bulkops.commands.watch import watch
 from bulkops.config import Settings
 from bulkops.constants import RATE_LIMIT_PREFIX
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.web.rate_limit import RateLimiter
 from tests.api.queries import DELETE, JOB_SUBSCRIPTION
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
@@ -149,7 +149,7 @@ async def test_a_subscription_over_the_limit_closes_the_websocket_with_4429(
 async def test_watch_waits_and_subscribes_again_when_over_the_limit(
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     server: str,
@@ -185,7 +185,7 @@ async def test_watch_waits_and_subscribes_again_when_over_the_limit(
 async def test_watch_honours_retry_after_of_a_429_handshake(
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     server: str,

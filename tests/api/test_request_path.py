@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bulkops.constants import tenant_jobs_channel
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import SET_STATUS
 from tests.support import GraphQLClient, Tenant, make_products
 
@@ -31,7 +31,7 @@ COUNT = 100
 
 
 @pytest.fixture
-async def catalog(owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant) -> list[int]:
+async def catalog(owner: asyncpg.Connection, storage: Storage, tenant: Tenant) -> list[int]:
     return await make_products(owner, storage, tenant, COUNT)
 
 

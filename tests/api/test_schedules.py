@@ -21,7 +21,7 @@ from bulkops.db.pool import create_pool
 from bulkops.outside import OutsideCalls
 from bulkops.services.container import Services
 from bulkops.services.schedule_ticks import PassReport
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.tasks.schedules import fire_due_schedules, schedule_runner
 from tests.support import GraphQLClient, Tenant, make_dataset, make_products, run_worker
 
@@ -93,7 +93,7 @@ async def worker_services(settings: Settings) -> AsyncIterator[Services]:
     services = Services(
         pool=pool,
         redis=redis,
-        storage=LocalStorage(settings.resolved_storage_dir),
+        storage=Storage.from_settings(settings),
         settings=settings,
         outside=OutsideCalls(redis, settings),
     )
@@ -192,7 +192,7 @@ async def test_refused_schedules_say_where_and_store_nothing(
 
 
 async def test_a_new_schedule_counts_its_selection_and_lists_its_next_runs_in_its_zone(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     await make_products(owner, storage, tenant, 7, with_images=False)
     await make_products(owner, storage, tenant, 3, status="ACTIVE", sku_prefix="A")
@@ -213,7 +213,7 @@ async def test_a_new_schedule_counts_its_selection_and_lists_its_next_runs_in_it
 async def test_two_workers_fire_each_tick_once_and_skip_while_the_job_runs(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -257,7 +257,7 @@ async def test_two_workers_fire_each_tick_once_and_skip_while_the_job_runs(
 async def test_buffer_one_fires_one_waiting_tick_when_the_job_ends(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -289,7 +289,7 @@ async def test_buffer_one_fires_one_waiting_tick_when_the_job_ends(
 async def test_cancel_other_cancels_the_running_job_and_allow_runs_alongside(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     overlap: str,
@@ -380,7 +380,7 @@ async def test_a_paused_schedule_fires_nothing_and_resumes_without_the_old_ticks
 async def test_a_tick_whose_arguments_are_refused_now_is_recorded_with_the_refusal(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -405,7 +405,7 @@ async def test_a_tick_whose_arguments_are_refused_now_is_recorded_with_the_refus
 
 
 async def test_run_now_queues_a_job_and_obeys_the_overlap_policy(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     await make_products(owner, storage, tenant, 4, with_images=False)
     made = await create(gql, cron="0 0 1 1 *")

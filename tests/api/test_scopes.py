@@ -13,7 +13,7 @@ import websockets
 
 from bulkops.db.tenants import insert_token
 from bulkops.services.auth import hash_token, new_token
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import CANCEL, DELETE, JOB_SUBSCRIPTION
 from tests.support import GraphQLClient, Tenant, make_products
 
@@ -76,7 +76,7 @@ async def test_a_read_token_cannot_change_anything(
     owner: asyncpg.Connection,
     tenant: Tenant,
     gql: GraphQLClient,
-    storage: LocalStorage,
+    storage: Storage,
 ) -> None:
     reader = client(http, await token_with(owner, tenant, "read", "dashboard"))
     response = await reader.post(CREATE_DATASET)
@@ -100,7 +100,7 @@ async def test_write_and_admin_change_things(
     owner: asyncpg.Connection,
     tenant: Tenant,
     gql: GraphQLClient,
-    storage: LocalStorage,
+    storage: Storage,
     scope: str,
 ) -> None:
     writer = client(http, await token_with(owner, tenant, scope, "importer"))
@@ -116,7 +116,7 @@ async def test_a_read_token_subscribes(
     owner: asyncpg.Connection,
     tenant: Tenant,
     gql: GraphQLClient,
-    storage: LocalStorage,
+    storage: Storage,
     ws_url: str,
 ) -> None:
     job_id = await queue_delete(gql, await make_products(owner, storage, tenant, 2))
@@ -133,7 +133,7 @@ async def test_a_read_token_subscribes(
 
 
 async def test_created_by_names_the_token_and_the_retrier(
-    http: httpx.AsyncClient, owner: asyncpg.Connection, tenant: Tenant, storage: LocalStorage
+    http: httpx.AsyncClient, owner: asyncpg.Connection, tenant: Tenant, storage: Storage
 ) -> None:
     ids = await make_products(owner, storage, tenant, 2)
     creator = client(http, await token_with(owner, tenant, "write", "nightly import"))

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import JOB, SUMMARY_FIELDS
 from tests.support import GraphQLClient, Tenant, make_products, make_tenant, run_worker
 
@@ -54,9 +54,7 @@ async def catalog_state(owner: asyncpg.Connection, tenant: Tenant) -> dict[str, 
     }
 
 
-async def seed_catalog(
-    owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
-) -> list[int]:
+async def seed_catalog(owner: asyncpg.Connection, storage: Storage, tenant: Tenant) -> list[int]:
     """20 products with attributes and, for every other one, an OLD identifier."""
     ids = await make_products(owner, storage, tenant, 20, with_images=False)
     await owner.execute(
@@ -89,7 +87,7 @@ PATCH = {
 
 @pytest.mark.parametrize("by", ["ids", "filter"])
 async def test_inline_and_background_end_in_the_same_state(
-    by: str, http: Any, owner: asyncpg.Connection, storage: LocalStorage, settings: Settings
+    by: str, http: Any, owner: asyncpg.Connection, storage: Storage, settings: Settings
 ) -> None:
     a = await make_tenant(owner, "inline-co")
     b = await make_tenant(owner, "background-co")
@@ -121,7 +119,7 @@ async def test_inline_and_background_end_in_the_same_state(
 
 
 async def test_the_patch_sets_clears_merges_and_replaces_what_it_names(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     ids = await seed_catalog(owner, storage, tenant)
     before = (await gql(PRODUCT, {"id": str(ids[0])}))["product"]
@@ -152,7 +150,7 @@ async def test_the_patch_sets_clears_merges_and_replaces_what_it_names(
 
 
 async def test_products_the_patch_would_not_change_are_skipped(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     acme = await make_products(owner, storage, tenant, 3, brand="Acme", with_images=False)
     zeta = await make_products(
@@ -168,7 +166,7 @@ async def test_products_the_patch_would_not_change_are_skipped(
 
 
 async def test_dry_run_counts_what_would_change_and_changes_nothing(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     ids = await seed_catalog(owner, storage, tenant)
     before = await catalog_state(owner, tenant)
@@ -201,7 +199,7 @@ async def give_gtin(owner: asyncpg.Connection, tenant: Tenant, product_id: int, 
 
 
 async def test_an_identifier_another_product_holds_is_an_item_error(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     ids = await make_products(owner, storage, tenant, 4, with_images=False)
     holder, others = ids[2], [ids[0], ids[1], ids[3]]
@@ -223,7 +221,7 @@ async def test_an_identifier_another_product_holds_is_an_item_error(
 
 
 async def test_a_unique_identifier_given_to_many_goes_to_the_first_in_the_background_too(
-    http: Any, owner: asyncpg.Connection, storage: LocalStorage, settings: Settings
+    http: Any, owner: asyncpg.Connection, storage: Storage, settings: Settings
 ) -> None:
     a = await make_tenant(owner, "inline-co")
     b = await make_tenant(owner, "background-co")
@@ -248,7 +246,7 @@ async def test_a_unique_identifier_given_to_many_goes_to_the_first_in_the_backgr
 
 
 async def test_identifiers_of_another_tenant_do_not_clash(
-    http: Any, owner: asyncpg.Connection, storage: LocalStorage
+    http: Any, owner: asyncpg.Connection, storage: Storage
 ) -> None:
     a = await make_tenant(owner, "a-co")
     b = await make_tenant(owner, "b-co")
@@ -263,7 +261,7 @@ async def test_identifiers_of_another_tenant_do_not_clash(
 
 
 async def test_strict_inline_run_changes_nothing_when_an_item_fails(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     ids = await make_products(owner, storage, tenant, 3, with_images=False)
     patch = {"brand": "Nova", "setIdentifiers": [{"kind": "UPC", "value": "0123"}]}
@@ -290,7 +288,7 @@ async def test_a_job_leaves_the_failing_batch_unapplied_only_when_strict(
     nova: int,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -377,7 +375,7 @@ async def test_a_bad_patch_is_rejected_with_its_field_and_changes_nothing(
     field: list[str],
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
 ) -> None:
     ids = await seed_catalog(owner, storage, tenant)

@@ -18,7 +18,7 @@ from standardwebhooks import Webhook
 from starlette.responses import JSONResponse
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from bulkops.tasks.worker import build_worker
 from tests.api.queries import SET_STATUS
 from tests.api.test_schedules import create as create_schedule
@@ -132,7 +132,7 @@ def verified(secret: str, seen: list[Seen]) -> list[tuple[Seen, dict[str, Any]]]
 async def test_a_jobs_events_reach_a_receiver_that_was_down_once_each_under_one_id(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -191,7 +191,7 @@ async def test_a_jobs_events_reach_a_receiver_that_was_down_once_each_under_one_
 async def test_an_endpoint_answering_410_is_disabled_and_gets_nothing_more(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -227,7 +227,7 @@ async def test_an_endpoint_answering_410_is_disabled_and_gets_nothing_more(
 async def test_after_a_rotation_both_secrets_verify_a_delivery_and_redelivery_keeps_its_id(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -289,7 +289,7 @@ async def test_another_tenant_neither_sees_nor_touches_the_endpoints_and_deliver
     gql: GraphQLClient,
     http: Any,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     other_tenant: Tenant,
     settings: Settings,
@@ -336,7 +336,7 @@ async def test_a_token_without_the_admin_scope_may_not_manage_endpoints(
 async def test_an_endpoint_failing_for_longer_than_the_setting_is_disabled_with_a_reason(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -368,7 +368,7 @@ async def test_an_exports_succeeded_event_links_its_file_and_the_link_downloads_
     gql: GraphQLClient,
     http: Any,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     server: str,
@@ -422,7 +422,7 @@ async def test_other_events_join_the_outbox_in_their_own_transaction_and_tenant(
 
 
 async def test_pausing_resuming_and_cancelling_a_job_are_events_with_rising_versions(
-    gql: GraphQLClient, owner: asyncpg.Connection, storage: LocalStorage, tenant: Tenant
+    gql: GraphQLClient, owner: asyncpg.Connection, storage: Storage, tenant: Tenant
 ) -> None:
     await make_products(owner, storage, tenant, 3, with_images=False)
     created = await create(gql, "https://93.184.215.14/hook")
@@ -448,7 +448,7 @@ async def test_pausing_resuming_and_cancelling_a_job_are_events_with_rising_vers
 async def test_a_receiver_that_hangs_does_not_hold_up_another_endpoints_deliveries(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:
@@ -507,7 +507,7 @@ async def test_ticks_a_schedule_skips_are_events_for_the_endpoints_that_want_the
 async def test_a_committed_event_wakes_the_sender_without_waiting_for_its_poll(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:

@@ -21,7 +21,7 @@ import pytest
 from bulkops.config import Settings
 from bulkops.db.tenants import insert_token
 from bulkops.services.auth import hash_token, new_token
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import SET_STATUS
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
 
@@ -88,7 +88,7 @@ async def test_jobs_lists_a_queued_job_and_cancel_cancels_it(
     server: str,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     cli_env: dict[str, str],
 ) -> None:
@@ -121,7 +121,7 @@ async def test_watch_exits_with_the_jobs_outcome(
     server: str,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     cli_env: dict[str, str],

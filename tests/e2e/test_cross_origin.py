@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Route
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.e2e.browser import LAPTOP, PageWatch, chromium
 from tests.jwks import AUDIENCE, ISSUER, JWKSServer, SigningKey, claims, sign
 from tests.support import Tenant, make_products, run_worker
@@ -74,7 +74,7 @@ def settings(settings: Settings, jwks: JWKSServer) -> Settings:
 async def test_a_page_on_another_origin_signs_in_with_a_jwt_and_follows_its_job(
     server: str,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:

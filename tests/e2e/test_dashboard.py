@@ -15,7 +15,7 @@ import httpx
 from playwright.async_api import Dialog, Page, expect
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.test_import_products import HEADER, import_file
 from tests.e2e.browser import LAPTOP, PHONE, PageWatch, chromium
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
@@ -63,7 +63,7 @@ async def test_a_background_job_moves_on_the_list_until_it_succeeds(
     server: str,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tmp_path: Path,
@@ -133,7 +133,7 @@ async def test_a_job_is_paused_resumed_and_cancelled_from_its_page(
     server: str,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     tmp_path: Path,
 ) -> None:
@@ -188,7 +188,7 @@ async def test_a_read_only_user_sees_jobs_but_no_actions(
     server: str,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tmp_path: Path,

@@ -38,7 +38,7 @@ from bulkops.cli import DEMO_PRODUCTS, DEMO_TENANT
 from bulkops.config import Settings
 from bulkops.dev.seed import seed_products
 from bulkops.domain import TERMINAL_STATUSES
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.support import Subscription, make_tenant, run_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -357,7 +357,7 @@ async def test_the_docs_examples_run_in_order_on_the_demo_catalog(
     server: str,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     settings: Settings,
     tmp_path: Path,
 ) -> None:

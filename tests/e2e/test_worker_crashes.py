@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import ADD_TO_DATASET
-from tests.support import GraphQLClient, Tenant, make_dataset, make_products
+from tests.support import GraphQLClient, Tenant, make_dataset, make_products, storage_env
 
 TERMINAL = ("SUCCEEDED", "PARTIAL", "FAILED", "CANCELLED")
 
@@ -28,7 +28,7 @@ def start_worker(settings: Settings, log: Path, **overrides: str) -> subprocess.
         **os.environ,
         "DATABASE_URL": settings.database_url or "",
         "REDIS_URL": settings.redis_url or "",
-        "BULKOPS_STORAGE_DIR": str(settings.resolved_storage_dir),
+        **storage_env(settings),
         "BULKOPS_BATCH_SIZE": "50",
         "BULKOPS_SLICE_SECONDS": "1",
         "BULKOPS_LEASE_SECONDS": "1",
@@ -69,7 +69,7 @@ async def wait_for_progress(owner: asyncpg.Connection, job_id: str, since: int) 
 async def test_sigkilled_workers_never_lose_or_repeat_a_batch(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tmp_path: Path,
@@ -146,7 +146,7 @@ async def test_sigkilled_workers_never_lose_or_repeat_a_batch(
 async def test_sigterm_stops_a_worker_at_a_batch_boundary_and_the_job_goes_on(
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
     tmp_path: Path,

@@ -15,7 +15,7 @@ import pytest
 
 from bulkops import logs
 from bulkops.config import Settings
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 from tests.api.queries import DELETE
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
 
@@ -46,7 +46,7 @@ async def test_a_jobs_lines_name_the_job_its_tenant_and_operation(
     output: io.StringIO,
     gql: GraphQLClient,
     owner: asyncpg.Connection,
-    storage: LocalStorage,
+    storage: Storage,
     tenant: Tenant,
     settings: Settings,
 ) -> None:

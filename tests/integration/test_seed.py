@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncpg
 
 from bulkops.dev.seed import seed_products
-from bulkops.storage import LocalStorage
+from bulkops.storage import Storage
 
 
 async def test_seeding_again_after_deletions_adds_new_products(
-    owner: asyncpg.Connection, storage: LocalStorage
+    owner: asyncpg.Connection, storage: Storage
 ) -> None:
     assert await seed_products(owner, storage, "seeded", 30) == 30
     # Products deleted from the middle and the end: a count no longer says what is taken.

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"postgres", "redis", "migrate", "api", "worker"}
+SERVICES = {"postgres", "redis", "storage", "migrate", "api", "worker"}
 APP_SERVICES = ("migrate", "api", "worker")
 
 
@@ -87,7 +87,7 @@ def seconds(duration: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
-def test_the_five_services_exist(services: dict[str, Any]) -> None:
+def test_the_six_services_exist(services: dict[str, Any]) -> None:
     assert set(services) >= SERVICES
 
 
@@ -96,6 +96,7 @@ def test_api_and_worker_wait_for_migrations_and_redis(services: dict[str, Any], 
     deps = depends_on(services[name])
     assert deps.get("migrate") == "service_completed_successfully"
     assert deps.get("redis") == "service_healthy"
+    assert deps.get("storage") == "service_healthy"
 
 
 def test_migrate_is_a_one_shot_after_postgres(services: dict[str, Any]) -> None:
@@ -131,18 +132,19 @@ def test_worker_runs_several_replicas_and_gets_time_to_finish(
     assert seconds(str(worker["stop_grace_period"])) >= 30
 
 
-def test_api_and_worker_share_the_storage_volume(
-    compose: dict[str, Any], services: dict[str, Any]
-) -> None:
-    api, worker = services["api"], services["worker"]
-    storage_dir = environment(api).get("BULKOPS_STORAGE_DIR")
-    assert storage_dir, "BULKOPS_STORAGE_DIR must be set"
-    assert environment(worker).get("BULKOPS_STORAGE_DIR") == storage_dir
-    api_volume = {t: s for s, t in named_volumes(api).items()}.get(storage_dir)
-    worker_volume = {t: s for s, t in named_volumes(worker).items()}.get(storage_dir)
-    assert api_volume, f"nothing mounted at {storage_dir} in api"
-    assert api_volume == worker_volume
-    assert api_volume in (compose.get("volumes") or {}), "the storage volume must be named"
+def test_api_and_worker_share_the_compose_object_store(services: dict[str, Any]) -> None:
+    """No shared disk: files go to the storage service, which keeps them in a volume."""
+    api, worker, storage = services["api"], services["worker"], services["storage"]
+    env = environment(api)
+    assert urlsplit(env["BULKOPS_STORAGE_URL"]).scheme == "s3"
+    assert urlsplit(env["AWS_ENDPOINT_URL"]).hostname == "storage"
+    for key in ("BULKOPS_STORAGE_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID"):
+        assert environment(worker)[key] == env[key]
+    assert not named_volumes(api) and not named_volumes(worker)
+    bucket = urlsplit(env["BULKOPS_STORAGE_URL"]).hostname
+    assert f"-bucket={bucket}" in command(storage)
+    assert environment(storage)["AWS_ACCESS_KEY_ID"] == env["AWS_ACCESS_KEY_ID"]
+    assert named_volumes(storage), "the store keeps its data in a volume"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)

@@ -1,19 +1,21 @@
 """GET /exports/{tenant}/{file}: an export file, through the signed link exportProducts
-gives (no bearer token: the signature is the permission, until the link expires)."""
+gives (no bearer token: the signature is the permission, until the link expires), streamed
+from storage; one byte range (`Range: bytes=…`) is answered with 206."""
 
 from __future__ import annotations
 
 from typing import cast
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from bulkops.db.export import ExportFormat
 from bulkops.services import export_files
 from bulkops.services.catalog_download import export_filename
 from bulkops.services.signing import signing_key
-from bulkops.web.responses import error_response
+from bulkops.web.ranges import Unsatisfiable, byte_range
+from bulkops.web.responses import attachment_headers, error_response
 from bulkops.web.routes.ids import parse_uuid
 from bulkops.web.state import AppState
 
@@ -46,17 +48,34 @@ async def download(request: Request) -> Response:
     file = await export_files.file_row(services, tenant_id, file_id)
     if file is None or file.format != fmt:
         return _not_found()
-    path = state["services"].storage.path(file.storage_key)
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
+    storage = services.storage
+    parts = await storage.parts(file.storage_key, file.bytes)
+    if parts is None:
         return _not_found()
-    return FileResponse(
-        path,
-        media_type=export_files.MEDIA_TYPES[fmt],
-        filename=export_filename(cast(ExportFormat, fmt), file.created_at),
-        stat_result=stat,
-        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+    size = file.bytes
+    headers = {
+        **attachment_headers(export_filename(cast(ExportFormat, fmt), file.created_at)),
+        "Cache-Control": "private, no-store",
+        "Accept-Ranges": "bytes",
+    }
+    try:
+        wanted = byte_range(request.headers.get("range"), size)
+    except Unsatisfiable:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    start, end = wanted if wanted is not None else (0, size)
+    headers["Content-Length"] = str(end - start)
+    status = 200
+    if wanted is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    media_type = export_files.MEDIA_TYPES[fmt]
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=media_type)
+    return StreamingResponse(
+        storage.stream_parts(parts, start=start, end=end),
+        status_code=status,
+        headers=headers,
+        media_type=media_type,
     )
 
 
