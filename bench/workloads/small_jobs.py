@@ -197,7 +197,11 @@ async def _paced(
     count = max(1, round(rate * seconds))
     slots = asyncio.Semaphore(IN_FLIGHT)
     answers: list[float] = []
-    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
+    # An idle connection is dropped before uvicorn's keep-alive timeout (5 s) closes it:
+    # a request sent on a connection the server is closing at that moment fails.
+    limits = httpx.Limits(
+        max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT, keepalive_expiry=2.0
+    )
 
     async def one(client: httpx.AsyncClient, seq: Blocks) -> str:
         try:
