@@ -30,19 +30,25 @@ through every phase below, ours and the baseline alike: both do the same writes.
    `started_at - created_at` of each job (`created_at` is the accepting transaction's
    start).
 
-Phases 1-3 run `plan.small_job_runs` times; ours and the baseline are their medians.
+Phases 1-3 run `plan.small_job_runs` times; ours and the baseline are their medians. Each
+run also gives the CPU time per job (psutil) of the processes at work in each phase (the
+API and the clients; the worker; the baseline's worker, this process) and of PostgreSQL
+(the postmaster and every process it started, ended ones included): on two shared cores,
+where the time goes matters more than the wall clock.
 ratio = ours / baseline: higher is better (target >= 0.5).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
@@ -382,23 +388,63 @@ def _pcts(values: list[float], *pcts: float) -> dict[str, float]:
     return {(f"p{p:g}" if p < 100 else "max"): round(percentile(values, p), 1) for p in pcts}
 
 
+def _cpu_s(h: Harness, **pids: int) -> dict[str, float]:
+    """CPU seconds used so far by each named process and by PostgreSQL (the postmaster,
+    its processes, and those it has reaped)."""
+    used = {}
+    for name, pid in pids.items():
+        times = psutil.Process(pid).cpu_times()
+        used[name] = times.user + times.system
+    try:
+        postmaster = psutil.Process(
+            int((h.catalog.data / "pg" / "postmaster.pid").read_text().split()[0])
+        )
+        reaped = postmaster.cpu_times()
+        postgres = reaped.children_user + reaped.children_system
+        for proc in [postmaster, *postmaster.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            postgres += times.user + times.system
+    except (OSError, ValueError, psutil.Error):
+        return used
+    return {**used, "postgres": postgres}
+
+
+def _cpu_ms_per_job(
+    before: dict[str, float], after: dict[str, float], jobs: int
+) -> dict[str, float]:
+    return {k: round((after[k] - before[k]) * 1000 / jobs, 2) for k in before if k in after}
+
+
 async def one_run(h: Harness, seqs: list[Blocks], run: int, submitted: int) -> dict[str, Any]:
     """Phases 1-3 once."""
     per_tenant = h.plan.small_jobs // len(seqs)
     async with h.running(f"W9-run{run}", workers=0) as stack:
+        assert stack.api is not None
+        cpu = _cpu_s(h, api=stack.api.pid, client=os.getpid())
         accepted = await accept(stack, seqs, per_tenant)
         total = len(accepted["job_ids"])
+        accept_cpu = _cpu_ms_per_job(cpu, _cpu_s(h, api=stack.api.pid, client=os.getpid()), total)
         log(f"W9: {total:,} jobs accepted in {accepted['seconds']:.1f} s, no worker running")
         await stack.start_workers(1)
+        cpu = _cpu_s(h, worker=stack.workers[0].pid)
         await _wait_done(h, seqs, submitted + total)
+        drain_cpu = _cpu_ms_per_job(cpu, _cpu_s(h, worker=stack.workers[0].pid), total)
         stack.check_alive()
     if h.profile:
         for name in ("api", "worker1"):
             log(summarize(h.catalog.data / "logs" / f"W9-run{run}-{name}.pyspy.txt", 15))
     ours = await _job_stats(h, accepted["job_ids"])
+    cpu = _cpu_s(h, worker=os.getpid())
     baseline = await fair_baseline(h, seqs, per_tenant)
+    baseline_cpu = _cpu_ms_per_job(cpu, _cpu_s(h, worker=os.getpid()), total)
     drain = total / ours["ran_s"]
-    log(f"W9: drained at {drain:.0f} jobs/s; arq with the same UPDATE {baseline['per_s']:.0f}")
+    log(
+        f"W9: drained at {drain:.0f} jobs/s; arq with the same UPDATE {baseline['per_s']:.0f}; "
+        f"CPU ms a job: accept {accept_cpu}, drain {drain_cpu}, baseline {baseline_cpu}"
+    )
     return {
         "jobs": total,
         "accept_per_s": round(accepted["per_s"], 1),
@@ -407,6 +453,10 @@ async def one_run(h: Harness, seqs: list[Blocks], run: int, submitted: int) -> d
         "baseline_per_s": round(baseline["per_s"], 1),
         "changed_per_job": round(ours["changed"] / total, 1),
         "baseline_changed_per_job": round(baseline["changed"] / total, 1),
+        # CPU ms per job: of the API, the clients (this process) and PostgreSQL while
+        # accepting; of the worker and PostgreSQL while draining; of the baseline's worker
+        # (this process) and PostgreSQL.
+        "cpu_ms_per_job": {"accept": accept_cpu, "drain": drain_cpu, "baseline": baseline_cpu},
     }
 
 
