@@ -475,8 +475,8 @@ async def w9(h: Harness) -> Result:
     levels = await sustained(h, seqs, ours, sum(r["jobs"] for r in runs))
     settings = Settings()
     loads = "; ".join(
-        f"{lv['level']:.0%} ({lv['achieved']:.0f}/s): {lv['pickup_ms']['p50']:.0f} / "
-        f"{lv['pickup_ms']['p95']:.0f} ms"
+        f"{lv['level']:.0%} (asked {lv['rate']:.0f}/s, sent {lv['achieved']:.0f}/s): "
+        f"{lv['pickup_ms']['p50']:.0f} / {lv['pickup_ms']['p95']:.0f} ms"
         for lv in levels
     )
     return Result(
