@@ -26,11 +26,16 @@ class Plan:
     # W8: websocket subscribers of one job, spread over this many client processes.
     subscribers: int
     subscriber_processes: int
-    # W9: small jobs of `job_items` products each, from `tenants` tenants.
+    # W9: small jobs of `job_items` products each, from `tenants` tenants; the runs of
+    # accepting them, draining them and the baseline; then `load_seconds` of submissions at
+    # each of `load_levels` (fractions of the drain rate).
     small_jobs: int
     job_items: int
     tenants: int
     tenant_products: int
+    small_job_runs: int
+    load_seconds: float
+    load_levels: tuple[float, ...]
     # W10: worker processes, and runs per point of the curve.
     worker_counts: tuple[int, ...]
     scaling_runs: int
@@ -67,6 +72,9 @@ FULL = Plan(
     job_items=50,
     tenants=20,
     tenant_products=1000,
+    small_job_runs=3,
+    load_seconds=30.0,
+    load_levels=(0.5, 0.8, 1.0),
     worker_counts=(1, 2, 4),
     scaling_runs=1,
     scaling_split=True,
@@ -94,6 +102,9 @@ QUICK = Plan(
     job_items=50,
     tenants=20,
     tenant_products=100,
+    small_job_runs=1,
+    load_seconds=1.0,
+    load_levels=(0.5, 1.0),
     worker_counts=(1, 2, 4),
     scaling_runs=1,
     scaling_split=False,

@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small catalog, one run")
     parser.add_argument("--only", default="", help="comma-separated workload ids, e.g. W1,W5")
-    parser.add_argument("--runs", type=int, default=None, help="runs per workload (W1-W5)")
+    parser.add_argument("--runs", type=int, default=None, help="runs per workload (W1-W5, W9)")
     parser.add_argument("--data", type=Path, default=None, help="data folder (servers, files)")
     parser.add_argument("--out", type=Path, default=None, help="the JSON file to write")
     parser.add_argument("--keep-data", action="store_true", help="keep the data folder")
@@ -126,7 +126,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.runs is not None:
-        plan = replace(plan, runs=args.runs, match_runs=min(plan.match_runs, args.runs))
+        plan = replace(
+            plan,
+            runs=args.runs,
+            match_runs=min(plan.match_runs, args.runs),
+            small_job_runs=args.runs,
+        )
     raise_open_files_limit()
     if args.data.exists() and not args.reuse:
         shutil.rmtree(args.data)
