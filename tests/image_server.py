@@ -30,6 +30,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.serving import QuickServer
+
 
 def png(width: int = 2, height: int = 2, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
     """A real PNG of one colour."""
@@ -110,7 +112,7 @@ class ImageServer:
         self.requests: Counter[str] = Counter()
         # Names under /img/ that answer 404 for now.
         self.gone: set[str] = set()
-        self._server: uvicorn.Server | None = None
+        self._server: QuickServer | None = None
         self._task: asyncio.Task[None] | None = None
         if port is None:
             with socket.socket() as sock:
@@ -183,7 +185,7 @@ class ImageServer:
 
     async def start(self) -> None:
         config = uvicorn.Config(self.app(), host=self.host, port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
+        self._server = QuickServer(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():
@@ -193,7 +195,7 @@ class ImageServer:
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
-        self._server.should_exit = True
+        self._server.stop()
         done, _ = await asyncio.wait({self._task}, timeout=5)
         if not done:
             self._server.force_exit = True
