@@ -114,6 +114,9 @@ class ImageServer:
         self.gone: set[str] = set()
         self._server: QuickServer | None = None
         self._task: asyncio.Task[None] | None = None
+        # Set when the server stops: a slow answer still sleeping ends then, instead of
+        # holding the stop until its time is up.
+        self._stopping = asyncio.Event()
         if port is None:
             with socket.socket() as sock:
                 sock.bind((host, 0))
@@ -155,7 +158,8 @@ class ImageServer:
 
     async def _slow(self, request: Request) -> Response:
         await self._answer(request)
-        await asyncio.sleep(self.slow_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self.slow_seconds)
         return Response(PNG, media_type="image/png")
 
     async def _huge(self, request: Request) -> Response:
@@ -185,6 +189,7 @@ class ImageServer:
 
     async def start(self) -> None:
         config = uvicorn.Config(self.app(), host=self.host, port=self.port, log_level="warning")
+        self._stopping.clear()
         self._server = QuickServer(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
@@ -195,6 +200,7 @@ class ImageServer:
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
+        self._stopping.set()
         self._server.stop()
         done, _ = await asyncio.wait({self._task}, timeout=5)
         if not done:
