@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     # While a provider is down, a job holds its batch this long before it hands the
     # batch back to the queue (retried at the provider's next try).
     outside_outage_hold_seconds: float = Field(default=60.0, ge=0)
+    # How long the AI provider's circuit stays open the first time it opens (calls stop
+    # at once meanwhile); doubled each time it opens again while still down, up to 5 min.
+    outside_circuit_open_seconds: float = Field(default=10.0, gt=0)
 
     # Webhooks. The waits before each retry of a delivery (seconds, each jittered by up to
     # a fifth either way, or longer when the receiver's Retry-After asks): about three days

@@ -26,12 +26,20 @@ from bulkops.dev.embedded import EmbeddedServers, ensure_servers
 from bulkops.operations import REGISTRY, Registry
 from bulkops.storage import Storage
 from bulkops.web.app import create_app
+from tests.quick_postgres import CREATE_STRATEGY, skip_disk_waits
+from tests.serving import QuickServer
 from tests.support import GraphQLClient, Tenant, make_tenant
 
 ROOT = Path(__file__).resolve().parent.parent
 # Several test sessions may share the embedded server: every name carries this pid.
 TEMPLATE = f"bulkops_tmpl_{os.getpid()}"
 _counter = itertools.count()
+# The embedded server's databases are quickest copied as files (tests/quick_postgres.py).
+EMBEDDED = os.environ.get("BULKOPS_TEST_DATABASE_URL") is None
+STRATEGY = f" STRATEGY {CREATE_STRATEGY}" if EMBEDDED else ""
+# One TLS context for every test's client: httpx would load the certificate authorities
+# again for each (the clients talk plain HTTP to loopback anyway).
+TLS = httpx.create_ssl_context()
 
 
 def with_database(url: str, name: str) -> str:
@@ -79,6 +87,8 @@ def servers() -> Iterator[EmbeddedServers]:
         storage_url=os.environ.get("BULKOPS_TEST_STORAGE_URL"),
     )
     assert found.database_url is not None
+    if EMBEDDED:
+        asyncio.run(skip_disk_waits(found.database_url))
     asyncio.run(_build_template(found.database_url))
     yield found
     found.stop()
@@ -90,7 +100,7 @@ async def database_url(servers: EmbeddedServers) -> AsyncIterator[str]:
     name = f"bulkops_test_{os.getpid()}_{next(_counter)}"
     admin = await asyncpg.connect(servers.database_url)
     try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}{STRATEGY}")
     finally:
         await admin.close()
     yield with_database(servers.database_url, name)
@@ -171,14 +181,14 @@ async def server(settings: Settings, operations: Registry) -> AsyncIterator[str]
     port = _free_port()
     app = create_app(settings, operations=operations)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    srv = uvicorn.Server(config)
+    srv = QuickServer(config)
     task = asyncio.create_task(srv.serve())
     while not srv.started:
         if task.done():
             task.result()
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.005)
     yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
+    srv.stop()
     done, _ = await asyncio.wait({task}, timeout=5)
     if not done:
         srv.force_exit = True
@@ -188,7 +198,7 @@ async def server(settings: Settings, operations: Registry) -> AsyncIterator[str]
 
 @pytest.fixture
 async def http(server: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=server, timeout=30, verify=TLS) as client:
         yield client
 
 

@@ -33,6 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from tests.serving import QuickServer
+
 Garbage = Literal["not_json", "no_choices", "empty_content", "not_object"]
 ANSWER_PREFIX = "Description of "
 
@@ -105,7 +107,7 @@ class FakeLLM:
         self.port = port if port is not None else _free_port()
         self._accepted: collections.deque[float] = collections.deque()
         self._requests = 0
-        self._server: uvicorn.Server | None = None
+        self._server: QuickServer | None = None
         self._task: asyncio.Task[None] | None = None
         self.app = Starlette(
             routes=[
@@ -333,7 +335,7 @@ class FakeLLM:
         config = uvicorn.Config(
             self.app, host=self.host, port=self.port, log_level="warning", lifespan="off"
         )
-        self._server = uvicorn.Server(config)
+        self._server = QuickServer(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():
@@ -344,7 +346,7 @@ class FakeLLM:
         """Stop answering: connections are refused from now on."""
         if self._server is None or self._task is None:
             return
-        self._server.should_exit = True
+        self._server.stop()
         done, _ = await asyncio.wait({self._task}, timeout=2)
         if not done:
             # Slow answers still sleeping: drop them.

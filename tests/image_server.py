@@ -30,6 +30,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.serving import QuickServer
+
 
 def png(width: int = 2, height: int = 2, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
     """A real PNG of one colour."""
@@ -110,8 +112,11 @@ class ImageServer:
         self.requests: Counter[str] = Counter()
         # Names under /img/ that answer 404 for now.
         self.gone: set[str] = set()
-        self._server: uvicorn.Server | None = None
+        self._server: QuickServer | None = None
         self._task: asyncio.Task[None] | None = None
+        # Set when the server stops: a slow answer still sleeping ends then, instead of
+        # holding the stop until its time is up.
+        self._stopping = asyncio.Event()
         if port is None:
             with socket.socket() as sock:
                 sock.bind((host, 0))
@@ -153,7 +158,8 @@ class ImageServer:
 
     async def _slow(self, request: Request) -> Response:
         await self._answer(request)
-        await asyncio.sleep(self.slow_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self.slow_seconds)
         return Response(PNG, media_type="image/png")
 
     async def _huge(self, request: Request) -> Response:
@@ -183,7 +189,8 @@ class ImageServer:
 
     async def start(self) -> None:
         config = uvicorn.Config(self.app(), host=self.host, port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
+        self._stopping.clear()
+        self._server = QuickServer(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():
@@ -193,7 +200,8 @@ class ImageServer:
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
-        self._server.should_exit = True
+        self._stopping.set()
+        self._server.stop()
         done, _ = await asyncio.wait({self._task}, timeout=5)
         if not done:
             self._server.force_exit = True

@@ -25,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.serving import QuickServer
+
 ISSUER = "https://id.example.test/"
 AUDIENCE = "bulkops-api"
 
@@ -95,7 +97,7 @@ class JWKSServer:
         self.keys = list(keys)
         self.status = 200
         self.requests = 0
-        self._server: uvicorn.Server | None = None
+        self._server: QuickServer | None = None
         self._task: asyncio.Task[None] | None = None
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -114,7 +116,7 @@ class JWKSServer:
     async def start(self) -> None:
         app = Starlette(routes=[Route("/.well-known/jwks.json", self._jwks)])
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
+        self._server = QuickServer(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():
@@ -124,7 +126,7 @@ class JWKSServer:
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
-        self._server.should_exit = True
+        self._server.stop()
         done, _ = await asyncio.wait({self._task}, timeout=5)
         if not done:
             self._server.force_exit = True

@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.serving import QuickServer
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -47,7 +49,7 @@ class ProviderServer:
         self.seen: list[Seen] = []
         self.in_flight = 0
         self.most_in_flight = 0
-        self._server: uvicorn.Server | None = None
+        self._server: QuickServer | None = None
         self._task: asyncio.Task[None] | None = None
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -99,7 +101,7 @@ class ProviderServer:
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
         )
-        self._server = uvicorn.Server(config)
+        self._server = QuickServer(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():
@@ -109,7 +111,7 @@ class ProviderServer:
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
-        self._server.should_exit = True
+        self._server.stop()
         self._server.force_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(self._task, timeout=5)

@@ -1,4 +1,4 @@
-"""W10: W1 with 1, 2 and 4 worker processes.
+"""W10: W1 with 1, 2 and 4 worker processes (the quick plan: 1 and 2).
 
 Each point is W1's run (a fresh catalog, one API process, the mutation sent -> the terminal
 state seen) with that many `bulkops worker` processes; without the stored files, which

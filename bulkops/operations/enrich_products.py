@@ -110,6 +110,7 @@ class EnrichProducts(CallingOperation[EnrichParams, EnrichItem, str]):
             max_retry_seconds=max(
                 Limits.max_retry_seconds, RETRY_BUDGET_TIMEOUTS * settings.llm_timeout_seconds
             ),
+            open_seconds=settings.outside_circuit_open_seconds,
         )
 
     def check_configured(self, settings: Settings) -> None:

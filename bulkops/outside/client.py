@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from bulkops.config import Settings
 from bulkops.outside.attempts import Attempts, Call, Limits
 from bulkops.outside.errors import CallFailed
-from bulkops.outside.network import GuardedTransport
+from bulkops.outside.network import GuardedTransport, tls_context
 from bulkops.outside.responses import (
     ERROR_BODY_BYTES,
     MAX_JSON_BYTES,
@@ -84,7 +84,10 @@ class OutsideCalls:
         self._attempts = Attempts(redis)
         # The provider the operator configured may be anywhere; what a request names
         # (an image URL) goes through the guard.
-        self._client = _client(transport or httpx.AsyncHTTPTransport(trust_env=False, limits=_POOL))
+        self._client = _client(
+            transport
+            or httpx.AsyncHTTPTransport(verify=tls_context(), trust_env=False, limits=_POOL)
+        )
         self._guarded = _client(
             transport
             or GuardedTransport(limits=_POOL, allow_private=settings.allow_private_networks)

@@ -15,6 +15,7 @@ an internal host, the tests)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import select
 import socket
@@ -31,6 +32,13 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # NAT64's well-known prefix carries an IPv4 address in its last 32 bits.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The certificate-verifying TLS context of every outside call of the process, made
+    once: loading the certificate authorities takes tens of milliseconds each time."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
 def is_public(address: Address) -> bool:
@@ -237,9 +245,9 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     0.18)."""
 
     def __init__(self, *, limits: httpx.Limits, allow_private: bool) -> None:
-        super().__init__(trust_env=False, limits=limits)
+        super().__init__(verify=tls_context(), trust_env=False, limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=tls_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

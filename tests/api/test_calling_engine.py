@@ -31,6 +31,7 @@ from bulkops.operations.calling import CallBatch, CallContext, CallingOperation
 from bulkops.outside import CallFailed, Limits, ProviderUnavailable, Usage
 from bulkops.storage import Storage
 from tests.api.queries import CANCEL, SET_STATUS
+from tests.serving import QuickServer
 from tests.support import GraphQLClient, Tenant, make_products, run_worker
 
 
@@ -46,7 +47,7 @@ class Tagger:
         # What RemoteTagLimited's calls wait for, as if for a rate limiter.
         self.limiter = asyncio.Event()
         self.calls: list[tuple[int, str]] = []
-        self._server: uvicorn.Server | None = None
+        self._server: QuickServer | None = None
         self._task: asyncio.Task[None] | None = None
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -69,7 +70,7 @@ class Tagger:
     async def start(self) -> None:
         app = Starlette(routes=[Route("/tag", self._tag, methods=["POST"])])
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
+        self._server = QuickServer(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():
@@ -80,7 +81,7 @@ class Tagger:
         if self._server is None or self._task is None:
             return
         self.gate.set()
-        self._server.should_exit = True
+        self._server.stop()
         done, _ = await asyncio.wait({self._task}, timeout=5)
         if not done:
             self._server.force_exit = True

@@ -18,6 +18,7 @@ import uvicorn
 
 from bulkops.config import Settings
 from bulkops.web.app import create_app
+from tests.serving import QuickServer
 from tests.support import GraphQLClient, Tenant, make_tenant, run_worker
 
 IMPORT = """
@@ -553,7 +554,7 @@ async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
     )
-    server = uvicorn.Server(config)
+    server = QuickServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -564,7 +565,7 @@ async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             yield client
     finally:
-        server.should_exit = True
+        server.stop()
         await asyncio.wait({task}, timeout=5)
 
 

@@ -348,7 +348,13 @@ async def test_an_outage_is_waited_out_and_no_item_fails(
     llm.latency = 0.05
     ids = await make_products(owner, storage, tenant, 150, with_images=False)
     job_id = await enrich(gql, ids)
-    workers.start(BULKOPS_LLM_REQUESTS_PER_SECOND="100", BULKOPS_LLM_CONCURRENCY="4")
+    # A circuit that opens for 2 s at first (10 s by default): long enough that the second
+    # below sees at most one probe, short enough that the test does not sit it out.
+    workers.start(
+        BULKOPS_LLM_REQUESTS_PER_SECOND="100",
+        BULKOPS_LLM_CONCURRENCY="4",
+        BULKOPS_OUTSIDE_CIRCUIT_OPEN_SECONDS="2",
+    )
 
     async def some_answered() -> bool | None:
         return True if len(llm.answered) >= 40 else None
