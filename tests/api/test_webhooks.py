@@ -85,6 +85,10 @@ async def worker(settings: Settings) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # Jobs in flight (a schedule's tick, say) end on their own first: close() cancels
+        # them otherwise, and a cancelled one makes it stop before the worker's shutdown.
+        if running.tasks:
+            await asyncio.wait(list(running.tasks.values()), timeout=30)
         await running.close()
 
 
