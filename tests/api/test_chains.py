@@ -113,6 +113,39 @@ async def match_upload(
     return answer
 
 
+def add_step(dataset: int, **given: Any) -> dict[str, Any]:
+    """A step adding to `dataset` the products the step before changed."""
+    return {
+        "operation": "addProductsToDataset",
+        "arguments": {"datasetId": str(dataset)},
+        "selectionFrom": "SUCCEEDED",
+        **given,
+    }
+
+
+def by_ids(ids: list[int]) -> dict[str, Any]:
+    return {"ids": [str(i) for i in ids]}
+
+
+async def set_status(
+    gql: GraphQLClient, selection: dict[str, Any], status: str, **options: Any
+) -> dict[str, Any]:
+    """setProductStatus with `options` (a chain in `then`); its answer."""
+    answer: dict[str, Any] = (
+        await gql(SET_STATUS, {"selection": selection, "status": status, "options": options})
+    )["setProductStatus"]
+    return answer
+
+
+async def queued_chain(
+    gql: GraphQLClient, selection: dict[str, Any], status: str, then: list[dict[str, Any]]
+) -> str:
+    """The first job of a chain starting with setProductStatus."""
+    answer = await set_status(gql, selection, status, then=then)
+    assert answer["__typename"] == "JobQueued", answer
+    return str(answer["job"]["id"])
+
+
 async def chain_of(gql: GraphQLClient, job_id: str) -> dict[str, Any]:
     job: dict[str, Any] = (await gql(CHAIN, {"id": job_id}))["job"]
     return job
@@ -196,22 +229,9 @@ async def test_a_step_takes_the_products_the_step_before_changed(
     # Two are ARCHIVED already: setting them ARCHIVED again changes nothing (skipped).
     await owner.execute("UPDATE products SET status = 'ARCHIVED' WHERE id = ANY($1)", ids[:2])
     dataset = await make_dataset(owner, tenant, "Just archived")
-    then = [
-        {
-            "operation": "addProductsToDataset",
-            "arguments": {"datasetId": str(dataset), "options": {"priority": "HIGH"}},
-            "selectionFrom": "SUCCEEDED",
-        }
-    ]
-    queued = await gql(
-        SET_STATUS,
-        {
-            "selection": {"filter": {}},
-            "status": "ARCHIVED",
-            "options": {"then": then},
-        },
-    )
-    job_id = queued["setProductStatus"]["job"]["id"]
+    step = add_step(dataset)
+    step["arguments"]["options"] = {"priority": "HIGH"}
+    job_id = await queued_chain(gql, {"filter": {}}, "ARCHIVED", [step])
     await run_worker(settings.model_copy(update={"batch_size": 4}))
 
     chain = await chain_of(gql, job_id)
@@ -236,21 +256,9 @@ async def test_a_partial_step_stops_the_chain_unless_the_next_step_runs_on_parti
         (stops, "SUCCEEDED", "DRAFT"),
         (goes_on, "SUCCEEDED_OR_PARTIAL", "ARCHIVED"),
     ):
-        step = {
-            "operation": "addProductsToDataset",
-            "arguments": {"datasetId": str(dataset)},
-            "selectionFrom": "SUCCEEDED",
-            "runOn": run_on,
-        }
-        answer = await gql(
-            SET_STATUS,
-            {
-                "selection": {"ids": [str(i) for i in ids]},
-                "status": status,
-                "options": {"then": [step]},
-            },
+        queued.append(
+            await queued_chain(gql, by_ids(ids), status, [add_step(dataset, runOn=run_on)])
         )
-        queued.append(answer["setProductStatus"]["job"]["id"])
     # One product goes before the jobs run: each first step ends PARTIAL.
     await owner.execute("DELETE FROM products WHERE id = $1", ids[0])
     await run_worker(settings)
@@ -272,20 +280,7 @@ async def test_retrying_a_failed_step_goes_on_with_the_chain(
 ) -> None:
     ids = await make_products(owner, storage, tenant, 3, status="ACTIVE", with_images=False)
     dataset = await make_dataset(owner, tenant, "After the retry")
-    step = {
-        "operation": "addProductsToDataset",
-        "arguments": {"datasetId": str(dataset)},
-        "selectionFrom": "SUCCEEDED",
-    }
-    answer = await gql(
-        SET_STATUS,
-        {
-            "selection": {"ids": [str(i) for i in ids]},
-            "status": "ARCHIVED",
-            "options": {"then": [step]},
-        },
-    )
-    first = answer["setProductStatus"]["job"]["id"]
+    first = await queued_chain(gql, by_ids(ids), "ARCHIVED", [add_step(dataset)])
     row = await owner.fetchrow("DELETE FROM products WHERE id = $1 RETURNING *", ids[2])
     await run_worker(settings)
     assert (await chain_of(gql, first))["next"] is None
@@ -325,17 +320,9 @@ async def test_cancelling_a_step_stops_what_follows(
             "arguments": {"status": "DRAFT"},
             "selectionFrom": "SUCCEEDED",
         },
-        {
-            "operation": "addProductsToDataset",
-            "arguments": {"datasetId": str(dataset)},
-            "selectionFrom": "SUCCEEDED",
-        },
+        add_step(dataset),
     ]
-    selection = {"ids": [str(i) for i in ids]}
-    answer = await gql(
-        SET_STATUS, {"selection": selection, "status": "ARCHIVED", "options": {"then": steps}}
-    )
-    queued = answer["setProductStatus"]["job"]["id"]
+    queued = await queued_chain(gql, by_ids(ids), "ARCHIVED", steps)
     cancelled = (await gql(CANCEL, {"id": queued}))["cancelJob"]
     assert cancelled == {"__typename": "Job", "id": queued, "status": "CANCELLED"}
     await run_worker(settings)
@@ -343,10 +330,7 @@ async def test_cancelling_a_step_stops_what_follows(
     assert await jobs_count(owner) == 1
 
     # Once a step has ended, cancelling it cancels the chain's step that has not.
-    answer = await gql(
-        SET_STATUS, {"selection": selection, "status": "ARCHIVED", "options": {"then": steps}}
-    )
-    first = answer["setProductStatus"]["job"]["id"]
+    first = await queued_chain(gql, by_ids(ids), "ARCHIVED", steps)
     async with Runner(settings) as runner:
         assert await runner.slice(first, tenant) == "SUCCEEDED"
     second = (await chain_of(gql, first))["next"]
@@ -368,22 +352,10 @@ async def test_a_step_that_cannot_start_fails_with_the_reason(
 ) -> None:
     ids = await make_products(owner, storage, tenant, 2, status="ACTIVE", with_images=False)
     dataset = await make_dataset(owner, tenant, "Gone")
-    step = {
-        "operation": "addProductsToDataset",
-        "arguments": {"datasetId": str(dataset)},
-        "selectionFrom": "SUCCEEDED",
-    }
-    answer = await gql(
-        SET_STATUS,
-        {
-            "selection": {"ids": [str(i) for i in ids]},
-            "status": "DRAFT",
-            "options": {"then": [step]},
-        },
-    )
+    first = await queued_chain(gql, by_ids(ids), "DRAFT", [add_step(dataset)])
     await owner.execute("DELETE FROM datasets WHERE id = $1", dataset)
     await run_worker(settings)
-    chain = await chain_of(gql, answer["setProductStatus"]["job"]["id"])
+    chain = await chain_of(gql, first)
     failed = chain["next"]
     assert (failed["operation"], failed["status"], failed["total"]) == (
         "addProductsToDataset",
@@ -399,20 +371,8 @@ async def test_a_dry_run_checks_the_chain_and_queues_nothing(
 ) -> None:
     ids = await make_products(owner, storage, tenant, 2, status="ACTIVE", with_images=False)
     dataset = await make_dataset(owner, tenant, "Dry")
-    step = {
-        "operation": "addProductsToDataset",
-        "arguments": {"datasetId": str(dataset)},
-        "selectionFrom": "SUCCEEDED",
-    }
-    answer = await gql(
-        SET_STATUS,
-        {
-            "selection": {"ids": [str(i) for i in ids]},
-            "status": "DRAFT",
-            "options": {"then": [step], "dryRun": True},
-        },
-    )
-    assert answer["setProductStatus"] == {
+    answer = await set_status(gql, by_ids(ids), "DRAFT", then=[add_step(dataset)], dryRun=True)
+    assert answer == {
         "__typename": "SetProductStatusSummary",
         "matched": 2,
         "dryRun": True,
@@ -425,9 +385,9 @@ async def test_a_chain_that_does_not_fit_is_rejected_naming_the_field(
 ) -> None:
     ids = await make_products(owner, storage, tenant, 2, status="ACTIVE", with_images=False)
     dataset = await make_dataset(owner, tenant, "Checked")
-    add = {"operation": "addProductsToDataset", "arguments": {"datasetId": str(dataset)}}
-    from_before = {**add, "selectionFrom": "SUCCEEDED"}
-    selection = {"ids": [str(i) for i in ids]}
+    from_before = add_step(dataset)
+    add = {k: v for k, v in from_before.items() if k != "selectionFrom"}
+    selection = by_ids(ids)
     cases: list[tuple[dict[str, Any], str, list[str]]] = [
         (
             {"then": [{"operation": "dropTables"}]},
@@ -505,9 +465,7 @@ async def test_a_chain_that_does_not_fit_is_rejected_naming_the_field(
         ({"then": [from_before], "mode": "INLINE"}, "CHAIN_NEEDS_JOB", ["options", "mode"]),
     ]
     for options, code, field in cases:
-        answer = (
-            await gql(SET_STATUS, {"selection": selection, "status": "DRAFT", "options": options})
-        )["setProductStatus"]
+        answer = await set_status(gql, selection, "DRAFT", **options)
         assert (answer["__typename"], answer["code"], answer["field"]) == (
             "Rejected",
             code,
@@ -529,11 +487,7 @@ async def test_a_schedule_runs_a_chain(
 ) -> None:
     ids = await make_products(owner, storage, tenant, 3, status="DRAFT", with_images=False)
     dataset = await make_dataset(owner, tenant, "Archived nightly")
-    step = {
-        "operation": "addProductsToDataset",
-        "arguments": {"datasetId": str(dataset)},
-        "selectionFrom": "SUCCEEDED",
-    }
+    step = add_step(dataset)
     arguments = {**ARCHIVE_DRAFTS, "options": {"then": [step]}}
     made = await create_schedule(gql, arguments=arguments)
     assert (made["__typename"], made["matchedNow"]) == ("Schedule", 3), made
