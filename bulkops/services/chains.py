@@ -27,15 +27,16 @@ from redis.exceptions import RedisError
 
 from bulkops.db import chains as chains_db
 from bulkops.db import jobs as jobs_db
-from bulkops.db.pool import tenant_transaction
 from bulkops.domain import ChainRunOn, ChainSelection, JobStatus
 from bulkops.errors import BulkopsError, InputError
 from bulkops.models import ItemFailure, JobState
 from bulkops.operations import Registry
 from bulkops.operations.base import BatchContext, BatchOutcome
-from bulkops.selection import ProductFilter, Selection
+from bulkops.selection import Selection
+from bulkops.services import job_reads
 from bulkops.services.container import Services
 from bulkops.services.job_ends import complete_job, fail_job
+from bulkops.services.jobs import log_fields
 from bulkops.services.progress import publish_state
 from bulkops.services.queue import enqueue_slice
 
@@ -102,9 +103,10 @@ def selection_json(selection: Selection) -> dict[str, Any]:
 
 
 def stored_selection(data: dict[str, Any]) -> Selection:
+    """A step's own selection as `selection_json` stored it."""
     if "ids" in data:
         return Selection(ids=tuple(data["ids"]))
-    return Selection(filter=ProductFilter.model_validate(data["filter"]))
+    return Selection.from_job(data)
 
 
 @dataclass
@@ -201,18 +203,15 @@ async def _make_step(
     except InputError as exc:
         raise _StepRefused(ItemFailure(exc.code, exc.message)) from None
     await op.prepare(ctx, params)
-    following = await jobs_db.insert_job(
+    following = await _insert_step(
         conn,
-        operation=op.name,
-        priority=step.priority,
-        error_policy=step.error_policy,
+        job,
+        step,
+        rest,
         params=params.model_dump(mode="json"),
         selection=selection.to_json(),
         total=total,
-        parent_id=job.id,
         item_ids=selection.ids if step.selection is not None else None,
-        created_by=job.created_by,
-        chain=rest,
     )
     if step.selection is None:
         total = await chains_db.items_from_outcome(conn, job.id, following.id)
@@ -227,19 +226,37 @@ async def _failed_step(
     rest: tuple[dict[str, Any], ...],
     failure: ItemFailure,
 ) -> JobState:
-    following = await jobs_db.insert_job(
+    following = await _insert_step(
+        conn, job, step, rest, params=step.params, selection={"ids": True}, total=0
+    )
+    return await fail_job(conn, following, failure, step="failed")
+
+
+async def _insert_step(
+    conn: asyncpg.Connection,
+    job: JobState,
+    step: ChainStep,
+    rest: tuple[dict[str, Any], ...],
+    *,
+    params: dict[str, Any],
+    selection: dict[str, Any],
+    total: int,
+    item_ids: tuple[int, ...] | None = None,
+) -> JobState:
+    """The job of `step`, after `job` (its parent, whose maker it keeps), carrying `rest`."""
+    return await jobs_db.insert_job(
         conn,
         operation=step.operation,
         priority=step.priority,
         error_policy=step.error_policy,
-        params=step.params,
-        selection={"ids": True},
-        total=0,
+        params=params,
+        selection=selection,
+        total=total,
         parent_id=job.id,
+        item_ids=item_ids,
         created_by=job.created_by,
         chain=rest,
     )
-    return await fail_job(conn, following, failure, step="failed")
 
 
 async def announce_next(services: Services, job: JobState) -> None:
@@ -247,8 +264,7 @@ async def announce_next(services: Services, job: JobState) -> None:
     reconciler queues it should this be lost)."""
     if job.next_id is None:
         return
-    async with tenant_transaction(services.pool, job.tenant_id) as conn:
-        following = await jobs_db.get_job(conn, job.next_id)
+    following = await job_reads.get_job(services.pool, job.tenant_id, job.next_id)
     if following is None:
         return
     try:
@@ -268,10 +284,7 @@ async def announce_next(services: Services, job: JobState) -> None:
         log.warning("could not queue chain step %s; the reconciler will", following.id)
         return
     log.info(
-        "chain step queued after %s: %d items",
-        job.id,
-        following.total,
-        extra={"job_id": following.id, "tenant_id": following.tenant_id},
+        "chain step queued after %s: %d items", job.id, following.total, extra=log_fields(following)
     )
 
 
