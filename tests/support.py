@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -218,6 +222,28 @@ def storage_env(settings: Settings) -> dict[str, str]:
         "BULKOPS_STORAGE_URL": settings.resolved_storage_url,
         "BULKOPS_STORAGE_OPTIONS": json.dumps(settings.storage_options),
     }
+
+
+def start_bulkops(
+    settings: Settings, log: Path, *args: str, cwd: Path | None = None, **env: str
+) -> subprocess.Popen[bytes]:
+    """`bulkops ARGS` (e.g. `worker`) as a process of its own, on the test's Postgres,
+    Redis and store, with `env` added to its environment; its output appended to `log`."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        **storage_env(settings),
+        **env,
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bulkops", *args],
+            env=environment,
+            cwd=cwd,
+            stdout=out,
+            stderr=out,
+        )
 
 
 async def stored_names(storage: Storage, prefix: str = "", *, suffix: str = "") -> list[str]:

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import websockets
 
 from bulkops.config import Settings
 from bulkops.storage import Storage
-from tests.support import Tenant, make_products, storage_env
+from tests.support import Tenant, make_products, start_bulkops
 
 PRODUCTS = 3000
 TERMINAL = ("SUCCEEDED", "PARTIAL", "FAILED", "CANCELLED")
@@ -51,10 +49,6 @@ class Machines:
         folder = self.root / name
         folder.mkdir()
         env = {
-            **os.environ,
-            "DATABASE_URL": self.settings.database_url or "",
-            "REDIS_URL": self.settings.redis_url or "",
-            **storage_env(self.settings),
             "BULKOPS_DATA_DIR": str(folder),
             # The same on every API process, as docs/operations.md asks.
             "BULKOPS_SIGNING_KEY": "no-shared-disk-test-key",
@@ -63,14 +57,7 @@ class Machines:
             "BULKOPS_SLICE_SECONDS": "0",
             "BULKOPS_WORKER_POLL_DELAY": "0.05",
         }
-        with (folder / "process.log").open("ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "bulkops", *args],
-                env=env,
-                cwd=folder,
-                stdout=log,
-                stderr=log,
-            )
+        process = start_bulkops(self.settings, folder / "process.log", *args, cwd=folder, **env)
         self.started.append((process, folder))
         return folder
 

@@ -6,10 +6,8 @@ states, counters, descriptions written)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -23,7 +21,7 @@ from bulkops.config import Settings
 from bulkops.storage import Storage
 from tests.api.queries import CANCEL, SUMMARY_FIELDS
 from tests.fake_llm import FakeLLM, answer_for
-from tests.support import GraphQLClient, Tenant, make_products, storage_env
+from tests.support import GraphQLClient, Tenant, make_products, start_bulkops
 
 T = TypeVar("T")
 
@@ -65,12 +63,7 @@ class Workers:
         self.started: list[subprocess.Popen[bytes]] = []
 
     def start(self, **overrides: str) -> subprocess.Popen[bytes]:
-        settings = self.settings
         env = {
-            **os.environ,
-            "DATABASE_URL": settings.database_url or "",
-            "REDIS_URL": settings.redis_url or "",
-            **storage_env(settings),
             "BULKOPS_LLM_BASE_URL": self.llm.base_url,
             "BULKOPS_LLM_REQUESTS_PER_SECOND": str(PROVIDER_RPS),
             "BULKOPS_LLM_CONCURRENCY": "8",
@@ -82,10 +75,7 @@ class Workers:
             "BULKOPS_WORKER_POLL_DELAY": "0.05",
             **overrides,
         }
-        with self.log.open("ab") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "bulkops", "worker"], env=env, stdout=out, stderr=out
-            )
+        worker = start_bulkops(self.settings, self.log, "worker", **env)
         self.started.append(worker)
         return worker
 

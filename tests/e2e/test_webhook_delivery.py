@@ -4,10 +4,8 @@ the same event again, under the same webhook-id, once the dead worker's hold lap
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from bulkops.config import Settings
 from bulkops.storage import Storage
 from tests.api.queries import SET_STATUS
 from tests.outside_server import provider_server
-from tests.support import GraphQLClient, Tenant, make_products, storage_env
+from tests.support import GraphQLClient, Tenant, make_products, start_bulkops
 
 CREATE = """
 mutation($url: String!) { createWebhookEndpoint(url: $url, events: ["job.queued"]) {
@@ -34,21 +32,16 @@ def settings(settings: Settings) -> Settings:
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        **storage_env(settings),
-        "BULKOPS_ALLOW_PRIVATE_NETWORKS": "true",
+    return start_bulkops(
+        settings,
+        log,
+        "worker",
+        BULKOPS_ALLOW_PRIVATE_NETWORKS="true",
         # An attempt is held for twice this and a second (7 s) before another worker may
         # take the delivery again.
-        "BULKOPS_WEBHOOK_TIMEOUT_SECONDS": "3",
-        "BULKOPS_WEBHOOK_POLL_SECONDS": "0.1",
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bulkops", "worker"], env=env, stdout=out, stderr=out
-        )
+        BULKOPS_WEBHOOK_TIMEOUT_SECONDS="3",
+        BULKOPS_WEBHOOK_POLL_SECONDS="0.1",
+    )
 
 
 async def test_a_delivery_cut_off_by_a_sigkilled_worker_is_sent_again_with_its_id(

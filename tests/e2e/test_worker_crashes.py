@@ -4,11 +4,9 @@ ends with exactly the state of an uninterrupted run, every item applied once."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,17 +16,13 @@ import pytest
 from bulkops.config import Settings
 from bulkops.storage import Storage
 from tests.api.queries import ADD_TO_DATASET
-from tests.support import GraphQLClient, Tenant, make_dataset, make_products, storage_env
+from tests.support import GraphQLClient, Tenant, make_dataset, make_products, start_bulkops
 
 TERMINAL = ("SUCCEEDED", "PARTIAL", "FAILED", "CANCELLED")
 
 
 def start_worker(settings: Settings, log: Path, **overrides: str) -> subprocess.Popen[bytes]:
     env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        **storage_env(settings),
         "BULKOPS_BATCH_SIZE": "50",
         "BULKOPS_SLICE_SECONDS": "1",
         "BULKOPS_LEASE_SECONDS": "1",
@@ -36,10 +30,7 @@ def start_worker(settings: Settings, log: Path, **overrides: str) -> subprocess.
         "BULKOPS_WORKER_POLL_DELAY": "0.05",
         **overrides,
     }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bulkops", "worker"], env=env, stdout=out, stderr=out
-        )
+    return start_bulkops(settings, log, "worker", **env)
 
 
 async def job_row(owner: asyncpg.Connection, job_id: str) -> asyncpg.Record:
