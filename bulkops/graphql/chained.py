@@ -18,13 +18,18 @@ from graphql import GraphQLArgument, get_named_type
 from bulkops.domain import ChainSelection
 from bulkops.errors import InputError
 from bulkops.graphql.inputs import ChainStepInput
-from bulkops.graphql.scheduled import SchemaRunner
+from bulkops.graphql.scheduled import Keeper, SchemaRunner
 from bulkops.graphql.types.common import Info
 from bulkops.operations.base import Operation
 from bulkops.services.chains import CAPTURE, MAX_STEPS, Capture, ChainStep, selection_json
 
-# Options the chain sets itself on each step.
-SET_BY_CHAIN = ("mode", "dryRun", "idempotencyKey", "then")
+# A chain sets these options of each step itself.
+CHAIN = Keeper(
+    "chain",
+    ("mode", "dryRun", "idempotencyKey", "then"),
+    option_code="OPTION_SET_BY_CHAIN",
+    upload_code="UPLOAD_NOT_CHAINABLE",
+)
 MATCH = "matchProducts"
 
 
@@ -77,8 +82,7 @@ async def _resolve_step(
         given,
         field=[*at, "arguments"],
         operation_field=[*at, "operation"],
-        set_by=SET_BY_CHAIN,
-        owner="chain",
+        keeper=CHAIN,
     )
     capture = Capture(check_selection=step.selection_from is None)
     token = CAPTURE.set(capture)

@@ -13,6 +13,7 @@ and `errorPolicy`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
@@ -37,8 +38,26 @@ from bulkops.services.schedules import Schedule
 from bulkops.services.submit import COUNT_ONLY
 
 ARGUMENTS = ["input", "arguments"]
-# Options a schedule sets itself on every run.
-SET_BY_SCHEDULE = ("mode", "dryRun", "idempotencyKey")
+
+
+@dataclass(frozen=True)
+class Keeper:
+    """What keeps a mutation's arguments to run it later (a schedule, a chain), the
+    options it sets itself, and the codes its refusals carry."""
+
+    name: str
+    sets: tuple[str, ...]
+    option_code: str
+    upload_code: str
+
+
+# A schedule sets these options itself on every run.
+SCHEDULE = Keeper(
+    "schedule",
+    ("mode", "dryRun", "idempotencyKey"),
+    option_code="OPTION_SET_BY_SCHEDULE",
+    upload_code="UPLOAD_NOT_SCHEDULABLE",
+)
 
 
 def _context(services: Services, tenant_id: str, subject: str | None) -> Context:
@@ -82,14 +101,12 @@ class SchemaRunner:
         *,
         field: Sequence[str] = ("input", "arguments"),
         operation_field: Sequence[str] = ("input", "operation"),
-        set_by: Sequence[str] = SET_BY_SCHEDULE,
-        owner: str = "schedule",
+        keeper: Keeper = SCHEDULE,
     ) -> dict[str, Any]:
         """The stored arguments, checked against the mutation's argument types; InputError
-        with the path inside `arguments` (at `field`) for the first one refused. `set_by`
-        are the options the `owner` (a schedule, a chain) sets itself."""
+        with the path inside `arguments` (at `field`) for the first one refused; options the
+        `keeper` sets itself are refused too."""
         path = list(field)
-        upload_code = "UPLOAD_NOT_SCHEDULABLE" if owner == "schedule" else "UPLOAD_NOT_CHAINABLE"
         if not isinstance(arguments, dict):
             raise InputError(
                 "arguments is an object of the mutation's arguments, e.g. "
@@ -110,9 +127,9 @@ class SchemaRunner:
             if get_named_type(arg.type).name == "Upload":
                 if given is not None or (is_non_null_type(arg.type) and name not in arguments):
                     raise InputError(
-                        f"{operation} cannot take an upload in a {owner}: a {owner} stores "
-                        "JSON arguments, not files.",
-                        code=upload_code,
+                        f"{operation} cannot take an upload in a {keeper.name}: a "
+                        f"{keeper.name} stores JSON arguments, not files.",
+                        code=keeper.upload_code,
                         field=[*path, name],
                     )
                 continue
@@ -126,11 +143,11 @@ class SchemaRunner:
                 continue
             _coerce(given, arg.type, [*path, name])
             if name == "options" and isinstance(given, dict):
-                for option in set_by:
+                for option in keeper.sets:
                     if option in given:
                         raise InputError(
-                            f"A {owner} sets options.{option} itself.",
-                            code=f"OPTION_SET_BY_{owner.upper()}",
+                            f"A {keeper.name} sets options.{option} itself.",
+                            code=keeper.option_code,
                             field=[*path, name, option],
                         )
         return arguments
