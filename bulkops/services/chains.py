@@ -286,7 +286,3 @@ async def announce_next(services: Services, job: JobState) -> None:
     log.info(
         "chain step queued after %s: %d items", job.id, following.total, extra=log_fields(following)
     )
-
-
-def chain_json(steps: tuple[ChainStep, ...]) -> list[dict[str, Any]]:
-    return [s.to_json() for s in steps]
