@@ -214,14 +214,15 @@ async def add_images(
              ORDER BY f.row_number
              RETURNING storage_key),
            queued AS (
-             INSERT INTO file_deletions (storage_key)
-             SELECT g.storage_key FROM given g
+             INSERT INTO file_deletions (storage_keys)
+             SELECT array_agg(g.storage_key) FROM given g
              WHERE g.storage_key NOT IN (SELECT storage_key FROM fresh)
-             RETURNING 1)
+             HAVING count(*) > 0
+             RETURNING cardinality(storage_keys) AS files)
          SELECT ARRAY(SELECT storage_key FROM added) AS added,
                 ARRAY(SELECT g.storage_key FROM given g
                       WHERE g.product_id NOT IN (SELECT id FROM locked)) AS gone,
-                (SELECT count(*) FROM queued) AS queued""",
+                (SELECT COALESCE(sum(files), 0) FROM queued) AS queued""",
         [
             {
                 "row_number": i.row,

@@ -3,6 +3,7 @@ record each batch with its counters and cursor."""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,22 +71,26 @@ async def lock_job_batch(
 ) -> tuple[LockedJob, list[int]]:
     """The job row locked until the transaction ends, with the next `items` of its stored
     ids past the cursor read under that lock (none when `items` is 0), in one round trip.
-    The ids come from the job's chunks of ids past the cursor (job_item_batch in
-    migration 0022). LookupError when there is no such job."""
+    The ids come from the job's chunks of ids past the cursor, as stored
+    (job_item_chunks_past in migration 0025); the ids of the first at or before the cursor
+    are skipped here. LookupError when there is no such job."""
     row = await conn.fetchrow(
         """WITH j AS (
              SELECT *, COALESCE(lease_expires_at > clock_timestamp(), false) AS lease_live
              FROM jobs WHERE id = $1 AND tenant_id = current_tenant_id() FOR UPDATE)
            SELECT j.*,
                   CASE WHEN $2 > 0
-                       THEN ARRAY(SELECT job_item_batch(j.id, j.cursor, $2)) END AS next_items
+                       THEN job_item_chunks_past(j.id, j.cursor, $2) END AS next_chunks
            FROM j""",
         job_id,
         items,
     )
     if row is None:
         raise LookupError(job_id)
-    return _locked(row), list(row["next_items"] or ())
+    locked = _locked(row)
+    chunks: list[int] = row["next_chunks"] or []
+    first = bisect.bisect_right(chunks, locked.cursor)
+    return locked, chunks[first : first + items]
 
 
 def _locked(row: asyncpg.Record) -> LockedJob:

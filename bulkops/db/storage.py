@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncpg
 
 
-async def claim_file_deletions(conn: asyncpg.Connection, *, limit: int) -> list[tuple[int, str]]:
-    """Up to `limit` queued file removals, locked until the transaction ends; rows another
-    transaction holds are skipped."""
+async def claim_file_deletions(
+    conn: asyncpg.Connection, *, limit: int
+) -> list[tuple[int, list[str]]]:
+    """Up to `limit` queued file removals (each the files of one batch, or one file), locked
+    until the transaction ends; rows another transaction holds are skipped."""
     rows = await conn.fetch(
-        """SELECT id, storage_key FROM file_deletions WHERE tenant_id = current_tenant_id()
+        """SELECT id, storage_keys FROM file_deletions WHERE tenant_id = current_tenant_id()
            ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
         limit,
     )
-    return [(r["id"], r["storage_key"]) for r in rows]
+    return [(r["id"], r["storage_keys"]) for r in rows]
 
 
 async def delete_file_deletions(conn: asyncpg.Connection, ids: list[int]) -> None:

@@ -107,10 +107,11 @@ class DeleteImages(Operation[NoParams]):
                  WHERE id = ANY($1::bigint[]) AND tenant_id = current_tenant_id()
                  RETURNING id),
                queued AS (
-                 INSERT INTO file_deletions (storage_key) SELECT unnest($2::text[])
-                 RETURNING 1)
+                 INSERT INTO file_deletions (storage_keys)
+                 SELECT $2::text[] WHERE cardinality($2::text[]) > 0
+                 RETURNING cardinality(storage_keys) AS files)
              SELECT ARRAY(SELECT id FROM gone ORDER BY id) AS deleted,
-                    (SELECT count(*) FROM queued) AS queued""",
+                    (SELECT COALESCE(sum(files), 0) FROM queued) AS queued""",
             [r["id"] for r in rows],
             present,
         )

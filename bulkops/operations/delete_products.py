@@ -24,16 +24,18 @@ class DeleteProducts(Operation[NoParams]):
         self, ctx: BatchContext, params: NoParams, ids: list[int]
     ) -> BatchOutcome:
         conn = ctx.conn
-        # Stored files are queued for removal in the same transaction and removed after
-        # it commits: the rows and the files go together, whenever a worker dies.
+        # Stored files are queued for removal in the same transaction (one queue row for
+        # the batch) and removed after it commits: the rows and the files go together,
+        # whenever a worker dies.
         row = await conn.fetchrow(
             """WITH img AS (
                  DELETE FROM product_images
                  WHERE product_id = ANY($1::bigint[]) AND tenant_id = current_tenant_id()
                  RETURNING storage_key),
                queued AS (
-                 INSERT INTO file_deletions (storage_key) SELECT storage_key FROM img
-                 RETURNING 1),
+                 INSERT INTO file_deletions (storage_keys)
+                 SELECT array_agg(storage_key) FROM img HAVING count(*) > 0
+                 RETURNING cardinality(storage_keys) AS files),
                ds AS (
                  DELETE FROM dataset_products
                  WHERE product_id = ANY($1::bigint[]) AND tenant_id = current_tenant_id()
@@ -46,7 +48,7 @@ class DeleteProducts(Operation[NoParams]):
                  DELETE FROM products
                  WHERE id = ANY($1::bigint[]) AND tenant_id = current_tenant_id()
                  RETURNING id)
-             SELECT (SELECT count(*) FROM queued) AS images,
+             SELECT (SELECT COALESCE(sum(files), 0) FROM queued) AS images,
                     (SELECT count(*) FROM ds) AS memberships,
                     (SELECT count(*) FROM idents) AS identifiers,
                     ARRAY(SELECT id FROM gone ORDER BY id) AS deleted""",

@@ -9,7 +9,9 @@ from bulkops.db.storage import claim_file_deletions, delete_file_deletions
 from bulkops.operations.export_products import is_export_key
 from bulkops.storage import Storage
 
-PURGE_BATCH = 5000
+# Queue rows claimed per round: each holds the files one batch or clean-up queued (5,000
+# for a deletion batch of the default size).
+PURGE_ROWS = 5
 
 
 async def purge_deleted_files(pool: asyncpg.Pool, storage: Storage, tenant_id: str) -> int:
@@ -22,15 +24,15 @@ async def purge_deleted_files(pool: asyncpg.Pool, storage: Storage, tenant_id: s
     removed = 0
     while True:
         async with tenant_transaction(pool, tenant_id) as conn:
-            pending = await claim_file_deletions(conn, limit=PURGE_BATCH)
+            pending = await claim_file_deletions(conn, limit=PURGE_ROWS)
             if not pending:
                 return removed
-            keys = [key for _, key in pending]
+            keys = [key for _, batch in pending for key in batch]
             # Exports are stored in parts, found by listing; the rest are single objects,
             # removed a thousand per request.
             await storage.delete_parted([k for k in keys if is_export_key(k)])
             await storage.delete_many([k for k in keys if not is_export_key(k)])
             removed += len(keys)
             await delete_file_deletions(conn, [row_id for row_id, _ in pending])
-        if len(pending) < PURGE_BATCH:
+        if len(pending) < PURGE_ROWS:
             return removed

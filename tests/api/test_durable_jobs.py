@@ -372,8 +372,8 @@ async def test_files_left_behind_by_a_lost_purge_are_swept_up(
     await owner.execute(
         """WITH img AS (DELETE FROM product_images WHERE product_id = ANY($1::bigint[])
                         RETURNING tenant_id, storage_key)
-           INSERT INTO file_deletions (tenant_id, storage_key)
-           SELECT tenant_id, storage_key FROM img""",
+           INSERT INTO file_deletions (tenant_id, storage_keys)
+           SELECT tenant_id, array_agg(storage_key) FROM img GROUP BY tenant_id""",
         ids[:3],
     )
     async with Runner(settings) as runner:
