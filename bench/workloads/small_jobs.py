@@ -204,9 +204,9 @@ async def _paced(
     """Phase 4: `rate` submissions a second for `seconds`, over the tenants in turn; the job
     ids, the rate achieved and the answer times (ms). Each tenant sends through a client of
     its own, as each tenant's frontend would: one httpx client holding all IN_FLIGHT
-    connections spent about 4.7 ms of CPU per request (its pool's bookkeeping grows with
-    its connections) against 1.5-2 ms for the same requests spread over clients, and on
-    two shared cores that CPU came out of what the API had."""
+    connections spent 3.6-5.4 ms of CPU per request against 1.6-2.6 ms for the same
+    requests spread over clients, and on two shared cores that CPU came out of what the
+    API had."""
     count = max(1, round(rate * seconds))
     slots = asyncio.Semaphore(IN_FLIGHT)
     answers: list[float] = []
