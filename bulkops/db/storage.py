@@ -8,8 +8,8 @@ import asyncpg
 async def claim_file_deletions(
     conn: asyncpg.Connection, *, limit: int
 ) -> list[tuple[int, list[str]]]:
-    """Up to `limit` queued file removals (each the files of one batch, or one file), locked
-    until the transaction ends; rows another transaction holds are skipped."""
+    """Up to `limit` queued file removals (each the keys one batch or clean-up queued),
+    locked until the transaction ends; rows another transaction holds are skipped."""
     rows = await conn.fetch(
         """SELECT id, storage_keys FROM file_deletions WHERE tenant_id = current_tenant_id()
            ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
