@@ -173,7 +173,8 @@ class Mutation:
 
     @strawberry.mutation(
         description="Add the selected products to a dataset (those already in it are "
-        "skipped). Rejected code: DATASET_NOT_FOUND.",
+        "skipped). Rejected code: NOT_FOUND (field datasetId); a job whose dataset is "
+        "deleted meanwhile fails with DATASET_NOT_FOUND.",
         graphql_type=result_type(get_operation("addProductsToDataset")),
     )
     async def add_products_to_dataset(
@@ -189,7 +190,8 @@ class Mutation:
 
     @strawberry.mutation(
         description="Remove the selected products from a dataset (the products stay). "
-        "Rejected code: DATASET_NOT_FOUND.",
+        "Rejected code: NOT_FOUND (field datasetId); a job whose dataset is deleted "
+        "meanwhile fails with DATASET_NOT_FOUND.",
         graphql_type=result_type(get_operation("removeProductsFromDataset")),
     )
     async def remove_products_from_dataset(
@@ -269,7 +271,7 @@ class Mutation:
         "matched products to that dataset. Rejected codes: INVALID_INPUT (both or neither "
         "of rows and upload), EMPTY_ROWS, TOO_MANY_ROWS, "
         "INVALID_ROW, DUPLICATE_ROW, INVALID_HEADER, UNSUPPORTED_FORMAT, EMPTY_UPLOAD, "
-        "INVALID_THRESHOLD, DATASET_NOT_FOUND.",
+        "INVALID_THRESHOLD, NOT_FOUND (field addToDatasetId).",
         graphql_type=result_type(get_operation("matchProducts")),
     )
     async def match_products(
