@@ -108,15 +108,19 @@ def ids_condition(ids: list[int]) -> str:
     primary key, so the condition is the range from the first to the last, less the ids
     in between that are not in the batch (exactly the same products); the ids themselves
     only when they are too scattered for that. Integers only: nothing to quote."""
-    wanted = sorted({int(i) for i in ids})
+    wanted = set(ids)
     if not wanted:
         return "false"
-    first, last = wanted[0], wanted[-1]
-    if last - first + 1 - len(wanted) > MAX_GAPS:
-        return f"p.id = ANY('{{{','.join(map(str, wanted))}}}'::bigint[])"
-    gaps = [str(i) for a, b in pairwise(wanted) if b - a > 1 for i in range(a + 1, b)]
+    first, last = int(min(wanted)), int(max(wanted))
     between = f"p.id BETWEEN {first} AND {last}"
-    return f"{between} AND p.id <> ALL('{{{','.join(gaps)}}}'::bigint[])" if gaps else between
+    missing = last - first + 1 - len(wanted)
+    if missing == 0:
+        return between
+    ordered = sorted(wanted)
+    if missing > MAX_GAPS:
+        return f"p.id = ANY('{{{','.join(str(int(i)) for i in ordered)}}}'::bigint[])"
+    gaps = [str(i) for a, b in pairwise(ordered) if b - a > 1 for i in range(a + 1, b)]
+    return f"{between} AND p.id <> ALL('{{{','.join(gaps)}}}'::bigint[])"
 
 
 async def copy_products_by_ids(
