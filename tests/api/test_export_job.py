@@ -10,8 +10,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
+import pytest
 
 from bulkops.config import Settings
+from bulkops.db import export as export_db
 from bulkops.db.pool import tenant_transaction
 from bulkops.operations import get_operation
 from bulkops.operations.base import BatchContext
@@ -118,6 +120,40 @@ async def test_a_background_export_writes_every_selected_row_once_to_a_signed_fi
     _, rows = parse_csv(response.content.decode("utf-8"))
     expected = [
         as_csv_expects(r) for r in await database_rows(owner, tenant) if r["sku"].startswith("BULK")
+    ]
+    assert rows == expected
+
+
+async def test_an_export_between_products_it_leaves_out_has_exactly_the_selected_ones(
+    gql: GraphQLClient,
+    http: httpx.AsyncClient,
+    owner: asyncpg.Connection,
+    storage: Storage,
+    tenant: Tenant,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = await make_products(owner, storage, tenant, 1500, sku_prefix="PICK", with_images=False)
+    # Between the selected products, others the filter leaves out: one in seven of the first
+    # 700, then a run of 300 (more than a batch copies as a range less the ones left out),
+    # then none.
+    left_out = ids[:700:7] + ids[700:1000]
+    await owner.execute(
+        "UPDATE products SET sku = 'LEFT' || sku WHERE id = ANY($1::bigint[])", left_out
+    )
+    monkeypatch.setattr(export_db, "MAX_GAPS", 100)
+    job_id = await queue_export(gql, filter={"skuPrefix": "PICK"})
+
+    await run_worker(settings.model_copy(update={"batch_size": 250, "slice_seconds": 0.0}))
+
+    job = (await gql(JOB_FILE, {"id": job_id}))["job"]
+    assert (job["status"], job["total"], job["succeeded"]) == ("SUCCEEDED", 1100, 1100)
+    file = job["resultFile"]
+    response = await download(http, file["url"])
+    assert len(response.content) == file["bytes"]
+    _, rows = parse_csv(response.content.decode("utf-8"))
+    expected = [
+        as_csv_expects(r) for r in await database_rows(owner, tenant) if r["sku"].startswith("PICK")
     ]
     assert rows == expected
 
