@@ -281,7 +281,9 @@ async def set_identifiers(
     """For each (staged row, product): add each of the row's identifiers (KIND, value)
     to the product, or give the product's identifier of that kind the value; the products
     whose identifiers this changed. The identifiers are read from the staged rows, in
-    (product, kind, value) order."""
+    (product, kind, value) order, each row by its id along the primary key: the LIMIT
+    keeps the planner from joining the two lists, which a generic plan (made after a few
+    batches, thinking each list holds ten ids) does by comparing every pair."""
     if not products:
         return set()
     staged_ids, product_ids_ = zip(*products, strict=True)
@@ -289,10 +291,11 @@ async def set_identifiers(
         """INSERT INTO product_identifiers AS pi (product_id, kind, value)
            SELECT b.product_id, i.e->>0, i.e->>1
            FROM unnest($1::bigint[], $2::bigint[]) AS b(staged_id, product_id)
-           JOIN import_rows s ON s.id = b.staged_id
+           CROSS JOIN LATERAL (
+             SELECT s.identifiers FROM import_rows s
+             WHERE s.id = b.staged_id AND s.tenant_id = current_tenant_id()
+             LIMIT 1) s
            CROSS JOIN LATERAL jsonb_array_elements(s.identifiers) AS i(e)
-           WHERE s.id = ANY($1::bigint[]) AND s.tenant_id = current_tenant_id()
-             AND s.identifiers <> '[]'
            ORDER BY 1, 2, 3
            ON CONFLICT (product_id, kind) DO UPDATE SET value = EXCLUDED.value
              WHERE pi.value IS DISTINCT FROM EXCLUDED.value
