@@ -15,6 +15,11 @@ SKUs, barcodes, brand and MPNs of its own, `COPY`'d into a temporary table, then
 operation's batch size), each in its own transaction with a progress-row update; then
 `COPY (<the export's own query, filtered by that brand>) TO STDOUT` into a file.
 
+The result is the import alone (issue 15: within 1.5 times the raw-SQL import): `ours` is
+the import's seconds, `baseline` the raw-SQL import's, and the target is met at a ratio of
+1.5 or less. The export and its COPY are in the note and the details, and the round trip's
+check (every row back as imported) still fails the workload when a row differs.
+
 What the baseline leaves out: the API, parsing and checking every row (types, lengths,
 JSON, identifiers another product holds), staging rows under row-level security (COPY
 is not allowed there), the job's lease and counters, and the per-row item errors.
@@ -45,6 +50,8 @@ JOB_TIMEOUT = 4 * 3600.0
 HTTP_TIMEOUT = 3600.0
 # The operation's batch size (ImportProducts.thresholds.batch_size).
 BASELINE_BATCH = 5000
+# Issue 15: the import within 1.5 times the raw-SQL import.
+TARGET_RATIO = 1.5
 IMPORT = """mutation($file: Upload!) {
   importProducts(upload: $file, options: {mode: BACKGROUND}) {
     __typename ... on JobQueued { job { id } } ... on Rejected { code message field } } }"""
@@ -146,8 +153,11 @@ def check_export(path: Path, expected: dict[str, Product]) -> int:
     return wrong + len(expected.keys() - seen)
 
 
-async def import_file(h: Harness, base_url: str, ws_url: str, content: bytes) -> float:
-    """Seconds from sending the upload to the terminal state of its job."""
+async def import_file(
+    h: Harness, base_url: str, ws_url: str, content: bytes
+) -> tuple[float, float]:
+    """Seconds from sending the upload to the terminal state of its job, and to the
+    mutation's answer (the file staged)."""
     token = h.catalog.tenant.token
     async with httpx.AsyncClient(base_url=base_url, timeout=HTTP_TIMEOUT) as client:
         await client.get("/healthz")
@@ -171,7 +181,7 @@ async def import_file(h: Harness, base_url: str, ws_url: str, content: bytes) ->
     log(f"R1: upload answered in {answered:.1f} s; the import ended {final['status']}")
     if final["status"] != "SUCCEEDED" or final["succeeded"] != final["total"]:
         raise BenchError(f"R1: the import ended {final}")
-    return seconds
+    return seconds, answered
 
 
 async def export_file(base_url: str, token: str, brand: str, path: Path) -> float:
@@ -290,7 +300,7 @@ async def r1(h: Harness) -> Result:
     out = h.catalog.data / "r1"
     out.mkdir(parents=True, exist_ok=True)
     async with h.running("R1") as stack:
-        import_s = await import_file(h, stack.base_url, stack.ws_url, ours_file)
+        import_s, answered_s = await import_file(h, stack.base_url, stack.ws_url, ours_file)
         log(f"R1: import {import_s:.1f} s ({_rate(rows, import_s):,.0f} rows/s)")
         export_s = await export_file(
             stack.base_url, h.catalog.tenant.token, ours_brand, out / "ours.csv"
@@ -305,7 +315,6 @@ async def r1(h: Harness) -> Result:
     if base_wrong:
         raise BenchError(f"R1: the baseline brought back {base_wrong} rows wrong")
     log(f"R1 baseline: import {base_import_s:.1f} s, export {base_export_s:.1f} s")
-    ours_s, base_s = import_s + export_s, base_import_s + base_export_s
     size_mb = len(ours_file) / 2**20
     export_mb = (out / "ours.csv").stat().st_size / 2**20
     figures = {
@@ -314,27 +323,31 @@ async def r1(h: Harness) -> Result:
         "export_rows_per_s": _rate(rows, export_s),
         "baseline_export_rows_per_s": _rate(rows, base_export_s),
     }
+    ratio = import_s / base_import_s if base_import_s else None
+    export_ratio = export_s / base_export_s if base_export_s else None
     return Result(
-        ours=ours_s,
-        baseline=base_s,
+        ours=import_s,
+        baseline=base_import_s,
         unit="s",
-        target="reported (import + export round trip)",
-        met=None,
+        target=f"ratio <= {TARGET_RATIO}",
+        met=ratio is not None and ratio <= TARGET_RATIO,
         note=(
-            f"{rows:,} new products ({size_mb:.1f} MB CSV, {export_mb:.1f} MB export) over "
-            f"{h.catalog.products:,}; import {figures['import_rows_per_s']:,.0f} rows/s "
-            f"(baseline {figures['baseline_import_rows_per_s']:,.0f}), export "
-            f"{figures['export_rows_per_s']:,.0f} rows/s "
-            f"(COPY {figures['baseline_export_rows_per_s']:,.0f}); every row came back equal"
+            f"import of {rows:,} new products ({size_mb:.1f} MB CSV) over "
+            f"{h.catalog.products:,}: {figures['import_rows_per_s']:,.0f} rows/s (baseline "
+            f"{figures['baseline_import_rows_per_s']:,.0f}), upload answered in "
+            f"{answered_s:.1f} s; export back {export_s:.1f} s ({export_mb:.1f} MB, "
+            f"{figures['export_rows_per_s']:,.0f} rows/s) against COPY {base_export_s:.1f} s "
+            f"(ratio {export_ratio or 0:.2f}); every row came back equal"
         ),
         details={
             "rows": rows,
             "import_s": round(import_s, 3),
             "baseline_import_s": round(base_import_s, 3),
-            "import_ratio": round(import_s / base_import_s, 2) if base_import_s else None,
+            "import_ratio": round(ratio, 2) if ratio is not None else None,
+            "upload_answered_s": round(answered_s, 3),
             "export_s": round(export_s, 3),
             "baseline_export_s": round(base_export_s, 3),
-            "export_ratio": round(export_s / base_export_s, 2) if base_export_s else None,
+            "export_ratio": round(export_ratio, 2) if export_ratio is not None else None,
             "baseline_batch": BASELINE_BATCH,
             "upload_bytes": len(ours_file),
             **{k: round(v, 1) for k, v in figures.items()},

@@ -10,10 +10,10 @@ products the tenant has (see refresh_statistics)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -26,17 +26,18 @@ MAX_PRICE = Decimal("9999999999.99")
 STATUSES = ("DRAFT", "ACTIVE", "ARCHIVED")
 
 
-@dataclass(frozen=True)
-class StagedRow:
+class StagedRow(NamedTuple):
     """A staged row of the batch: its key, what identifies its product, its identifiers
-    as (KIND, value, column), and the first of its values that cannot be imported whatever
-    the catalog holds (a check's name, the column, details for the message), if any."""
+    of the unique kinds as (KIND, value, column), and the first of its values that cannot
+    be imported whatever the catalog holds (a check's name, the column, details for the
+    message), if any. (A named tuple: a batch makes thousands of them, and a frozen
+    dataclass costs several times as much to make.)"""
 
     id: int
     row: int
     sku: str | None
     has_name: bool
-    identifiers: tuple[tuple[str, str, str], ...]
+    unique_identifiers: tuple[tuple[str, str, str], ...]
     failure: tuple[str | None, ...] | None
 
 
@@ -55,8 +56,7 @@ class Product:
     attributes: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Upserted:
+class Upserted(NamedTuple):
     id: int
     sku: str
     created: bool
@@ -65,7 +65,8 @@ class Upserted:
 # The checks that need nothing but the row, in the order of its columns. Lengths are
 # bounded because sku, barcode, brand, category and identifier values are indexed.
 _ROWS = f"""
-SELECT s.id, s.row_number, s.sku, s.name IS NOT NULL AS has_name, s.identifiers,
+SELECT s.id, s.row_number, s.sku, s.name IS NOT NULL AS has_name,
+       NULLIF(s.identifiers, '[]')::text AS identifiers,
        CASE
   WHEN s.error_code IS NOT NULL
     THEN ARRAY['staged', s.error_column, s.error_code, s.error_message]
@@ -107,20 +108,36 @@ WHERE s.id = ANY($1::bigint[]) AND s.tenant_id = current_tenant_id()
 ORDER BY s.id"""
 
 
-async def staged_rows(conn: asyncpg.Connection, ids: Sequence[int]) -> list[StagedRow]:
-    """The batch's staged rows, in row order, each checked on its own."""
+async def staged_rows(
+    conn: asyncpg.Connection, ids: Sequence[int], unique_kinds: Collection[str]
+) -> list[StagedRow]:
+    """The batch's staged rows, in row order, each checked on its own, with their
+    identifiers of `unique_kinds` (the others are written from the staged rows by
+    `set_identifiers`, and never pass through here)."""
     rows = await conn.fetch(_ROWS, list(ids), list(STATUSES))
+    quoted = [json.dumps(kind) for kind in unique_kinds]
     return [
         StagedRow(
-            r["id"],
-            r["row_number"],
-            r["sku"],
-            r["has_name"],
-            tuple((kind, value, column) for kind, value, column in r["identifiers"]),
-            tuple(r["failure"]) if r["failure"] else None,
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            _unique(text, unique_kinds, quoted) if text is not None else (),
+            tuple(failure) if (failure := r[5]) else None,
         )
         for r in rows
+        for text in (r[4],)
     ]
+
+
+def _unique(
+    text: str, kinds: Collection[str], quoted: Sequence[str]
+) -> tuple[tuple[str, str, str], ...]:
+    """The (KIND, value, column) of a staged row's identifiers (JSON text) whose kind is
+    one of `kinds`; the text is only parsed when it names one of them at all."""
+    if not any(q in text for q in quoted):
+        return ()
+    return tuple((kind, value, column) for kind, value, column in json.loads(text) if kind in kinds)
 
 
 async def lock_products(conn: asyncpg.Connection, skus: Sequence[str]) -> dict[str, Product]:
@@ -173,8 +190,10 @@ async def identifier_holders(
 
 # A field left empty keeps the product's value (or, for a new product, is null: DRAFT for
 # the status, {} for attributes). Attributes are merged key by key; a key given null is
-# removed. A product that would not change is not updated (nor returned). The products'
-# current values come in as arrays, so that no plan can look them up by scanning the
+# removed (without a null among the given keys, that is a plain `||`, several times
+# cheaper than taking the object apart). A product that would not change is not updated
+# (nor returned). The products' current values come in as arrays (null when the batch
+# names no product that exists), so that no plan can look them up by scanning the
 # tenant's products (see refresh_statistics). The staged rows are read by their ids too
 # (s.id = ANY): joined on b.id alone, the planner hashes every staged row of every upload
 # for each batch, which makes a large import quadratic.
@@ -186,6 +205,8 @@ SELECT s.sku, COALESCE(s.name, b.name), COALESCE(s.barcode, b.barcode),
        COALESCE(s.description, b.description),
        COALESCE(s.status, b.status, 'DRAFT'), COALESCE(s.price::numeric, b.price),
        CASE WHEN s.attributes IS NULL THEN COALESCE(b.attributes::jsonb, '{}')
+            WHEN NOT s.attributes::jsonb @? 'strict $.* ? (@ == null)'
+              THEN COALESCE(b.attributes::jsonb, '{}') || s.attributes::jsonb
             ELSE (COALESCE(b.attributes::jsonb, '{}')
                   - ARRAY(SELECT key FROM jsonb_each(s.attributes::jsonb) WHERE value = 'null'))
                  || (SELECT COALESCE(jsonb_object_agg(key, value), '{}')
@@ -215,26 +236,24 @@ async def upsert_products(
     SKU; the products created or changed."""
     if not rows:
         return []
-    columns: list[list[Any]] = [[] for _ in range(9)]
-    for staged_id, p in rows:
-        values = (
-            (
-                p.name,
-                p.barcode,
-                p.brand,
-                p.category,
-                p.description,
-                p.status,
-                p.price,
-                json.dumps(p.attributes),
-            )
-            if p is not None
-            else (None,) * 8
-        )
-        for column, value in zip(columns, (staged_id, *values), strict=True):
-            column.append(value)
-    result = await conn.fetch(_UPSERT, *columns)
-    return [Upserted(r["id"], r["sku"], r["created"]) for r in result]
+    staged_ids = [staged_id for staged_id, _ in rows]
+    products = [p for _, p in rows]
+    # Only a batch that names products that exist has their values to send; unnest pads
+    # a null array with nulls, as it does a shorter one.
+    values: list[list[Any] | None] = [None] * 8
+    if any(p is not None for p in products):
+        values = [
+            [p.name if p else None for p in products],
+            [p.barcode if p else None for p in products],
+            [p.brand if p else None for p in products],
+            [p.category if p else None for p in products],
+            [p.description if p else None for p in products],
+            [p.status if p else None for p in products],
+            [p.price if p else None for p in products],
+            [json.dumps(p.attributes) if p else None for p in products],
+        ]
+    result = await conn.fetch(_UPSERT, staged_ids, *values)
+    return [Upserted(r[0], r[1], r[2]) for r in result]
 
 
 async def product_ids(conn: asyncpg.Connection, skus: Sequence[str]) -> dict[str, int]:
@@ -257,22 +276,34 @@ async def touch_products(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
 
 
 async def set_identifiers(
-    conn: asyncpg.Connection, identifiers: Sequence[tuple[int, str, str]]
+    conn: asyncpg.Connection, products: Sequence[tuple[int, int]]
 ) -> set[int]:
-    """Add each (product, KIND, value), or give the product's identifier of that kind the
-    value; the products whose identifiers this changed."""
-    if not identifiers:
+    """For each (staged row, product): add each of the row's identifiers (KIND, value)
+    to the product, or give the product's identifier of that kind the value; the products
+    whose identifiers this changed. The identifiers are read from the staged rows, in
+    (product, kind, value) order, each row by its id along the primary key: the LIMIT
+    keeps the planner from joining the two lists, which a generic plan (made after a few
+    batches, thinking each list holds ten ids) does by comparing every pair."""
+    if not products:
         return set()
-    columns: list[list[Any]] = [list(c) for c in zip(*sorted(identifiers), strict=True)]
+    staged_ids, product_ids_ = zip(*products, strict=True)
     rows = await conn.fetch(
         """INSERT INTO product_identifiers AS pi (product_id, kind, value)
-           SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])
+           SELECT b.product_id, i.e->>0, i.e->>1
+           FROM unnest($1::bigint[], $2::bigint[]) AS b(staged_id, product_id)
+           CROSS JOIN LATERAL (
+             SELECT s.identifiers FROM import_rows s
+             WHERE s.id = b.staged_id AND s.tenant_id = current_tenant_id()
+             LIMIT 1) s
+           CROSS JOIN LATERAL jsonb_array_elements(s.identifiers) AS i(e)
+           ORDER BY 1, 2, 3
            ON CONFLICT (product_id, kind) DO UPDATE SET value = EXCLUDED.value
              WHERE pi.value IS DISTINCT FROM EXCLUDED.value
            RETURNING pi.product_id""",
-        *columns,
+        list(staged_ids),
+        list(product_ids_),
     )
-    return {r["product_id"] for r in rows}
+    return {r[0] for r in rows}
 
 
 async def refresh_statistics(conn: asyncpg.Connection) -> None:

@@ -116,7 +116,7 @@ class ImportProducts(Operation[NoParams]):
 
 async def _import_batch(conn: asyncpg.Connection, ids: list[int]) -> BatchOutcome:
     await import_batch.refresh_statistics(conn)
-    rows = await import_batch.staged_rows(conn, ids)
+    rows = await import_batch.staged_rows(conn, ids, UNIQUE_IDENTIFIER_KINDS)
     skus = sorted({r.sku for r in rows if r.sku is not None and not _sku_failed(r)})
     products = await import_batch.lock_products(conn, skus)
     failures = await _failures(conn, rows, products)
@@ -146,8 +146,7 @@ async def _failures(
         (kind, value)
         for r in rows
         if r.id not in failures
-        for kind, value, _ in r.identifiers
-        if kind in UNIQUE_IDENTIFIER_KINDS
+        for kind, value, _ in r.unique_identifiers
     ]
     holders = await import_batch.identifier_holders(conn, unique)
     for r in rows:
@@ -175,13 +174,7 @@ async def _write(
     if missing:
         ids_of |= await import_batch.product_ids(conn, missing)
     retagged = await import_batch.set_identifiers(
-        conn,
-        [
-            (ids_of[sku], kind, value)
-            for r in good
-            if (sku := r.sku or "") in ids_of
-            for kind, value, _ in r.identifiers
-        ],
+        conn, [(r.id, ids_of[sku]) for r in good if (sku := r.sku or "") in ids_of]
     )
     # A product whose identifiers alone changed is updated too.
     touched = retagged - {u.id for u in upserted.values()}
@@ -226,7 +219,7 @@ def _taken(
     holders: dict[tuple[str, str], tuple[int, str]],
 ) -> tuple[str | None, ...] | None:
     own = _product_id(row, products)
-    for kind, value, column in row.identifiers:
+    for kind, value, column in row.unique_identifiers:
         holder = holders.get((kind, value))
         if holder is not None and holder[0] != own:
             return ("identifier_taken", column, kind, value, str(holder[0]), holder[1])
