@@ -72,7 +72,7 @@ async def lock_job_batch(
     """The job row locked until the transaction ends, with the next `items` of its stored
     ids past the cursor read under that lock (none when `items` is 0), in one round trip.
     The ids come from the job's chunks of ids past the cursor, as stored
-    (job_item_chunks_past in migration 0025); the ids of the first at or before the cursor
+    (job_item_chunks_past in migration 0023); the ids of the first at or before the cursor
     are skipped here. LookupError when there is no such job."""
     row = await conn.fetchrow(
         """WITH j AS (
