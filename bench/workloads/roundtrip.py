@@ -15,7 +15,7 @@ SKUs, barcodes, brand and MPNs of its own, `COPY`'d into a temporary table, then
 operation's batch size), each in its own transaction with a progress-row update; then
 `COPY (<the export's own query, filtered by that brand>) TO STDOUT` into a file.
 
-The result is the import alone (issue 15: within 1.5 times the raw-SQL import): `ours` is
+The result is the import alone (the goal: within 1.5 times the raw-SQL import): `ours` is
 the import's seconds, `baseline` the raw-SQL import's, and the target is met at a ratio of
 1.5 or less. The export and its COPY are in the note and the details, and the round trip's
 check (every row back as imported) still fails the workload when a row differs.
@@ -50,7 +50,7 @@ JOB_TIMEOUT = 4 * 3600.0
 HTTP_TIMEOUT = 3600.0
 # The operation's batch size (ImportProducts.thresholds.batch_size).
 BASELINE_BATCH = 5000
-# Issue 15: the import within 1.5 times the raw-SQL import.
+# The goal: the import within 1.5 times the raw-SQL import.
 TARGET_RATIO = 1.5
 IMPORT = """mutation($file: Upload!) {
   importProducts(upload: $file, options: {mode: BACKGROUND}) {

@@ -81,6 +81,20 @@ async def download(http: httpx.AsyncClient, url: str) -> httpx.Response:
     return await http.get(local(url))
 
 
+def csv_rows_of(response: httpx.Response, file: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a downloaded CSV file, once its size is the one the job recorded."""
+    assert len(response.content) == file["bytes"]
+    _, rows = parse_csv(response.content.decode("utf-8"))
+    return rows
+
+
+async def catalog_rows(owner: asyncpg.Connection, tenant: Tenant, prefix: str) -> list[Any]:
+    """The tenant's products whose SKU starts with `prefix`, as the CSV export gives them."""
+    return [
+        as_csv_expects(r) for r in await database_rows(owner, tenant) if r["sku"].startswith(prefix)
+    ]
+
+
 async def test_a_background_export_writes_every_selected_row_once_to_a_signed_file(
     gql: GraphQLClient,
     http: httpx.AsyncClient,
@@ -116,12 +130,7 @@ async def test_a_background_export_writes_every_selected_row_once_to_a_signed_fi
     disposition = response.headers["content-disposition"]
     assert disposition.startswith('attachment; filename="products-')
     assert disposition.endswith('.csv"')
-    assert len(response.content) == file["bytes"]
-    _, rows = parse_csv(response.content.decode("utf-8"))
-    expected = [
-        as_csv_expects(r) for r in await database_rows(owner, tenant) if r["sku"].startswith("BULK")
-    ]
-    assert rows == expected
+    assert csv_rows_of(response, file) == await catalog_rows(owner, tenant, "BULK")
 
 
 async def test_an_export_between_products_it_leaves_out_has_exactly_the_selected_ones(
@@ -150,12 +159,7 @@ async def test_an_export_between_products_it_leaves_out_has_exactly_the_selected
     assert (job["status"], job["total"], job["succeeded"]) == ("SUCCEEDED", 1100, 1100)
     file = job["resultFile"]
     response = await download(http, file["url"])
-    assert len(response.content) == file["bytes"]
-    _, rows = parse_csv(response.content.decode("utf-8"))
-    expected = [
-        as_csv_expects(r) for r in await database_rows(owner, tenant) if r["sku"].startswith("PICK")
-    ]
-    assert rows == expected
+    assert csv_rows_of(response, file) == await catalog_rows(owner, tenant, "PICK")
 
 
 async def test_a_small_export_runs_inline_with_the_same_file(
