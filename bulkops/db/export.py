@@ -79,21 +79,6 @@ async def copy_products(
         )
 
 
-async def batch_ids(
-    conn: asyncpg.Connection, flt: ProductFilter | None, *, after: int, limit: int
-) -> list[int]:
-    """The next `limit` ids of the tenant's products matching `flt` past `after`, in id
-    order, as one array value: the rows of a file export's batch (10,000 of them)."""
-    args: list[Any] = [after, limit]
-    where = filter_sql(flt, args)
-    ids: list[int] = await conn.fetchval(
-        f"""SELECT ARRAY(SELECT p.id FROM products p WHERE p.id > $1 AND {where}
-                         ORDER BY p.id LIMIT $2)""",
-        *args,
-    )
-    return list(ids)
-
-
 # A batch whose ids leave at most this many ids out between its first and its last is
 # copied as that range less those ids.
 MAX_GAPS = 1000

@@ -86,14 +86,16 @@ async def missing_ids(conn: asyncpg.Connection, ids: list[int], limit: int = 20)
 async def filter_batch_ids(
     conn: asyncpg.Connection, flt: ProductFilter | None, *, after: int, limit: int
 ) -> list[int]:
-    """The next `limit` ids matching the filter past `after`, in key order."""
+    """The next `limit` ids matching the filter past `after`, in key order, read as one
+    array value (a batch's ids: thousands of them, cheaper than as many rows)."""
     args: list[Any] = [after, limit]
     where = filter_sql(flt, args)
-    rows = await conn.fetch(
-        f"SELECT p.id FROM products p WHERE p.id > $1 AND {where} ORDER BY p.id LIMIT $2",
+    ids: list[int] = await conn.fetchval(
+        f"""SELECT ARRAY(SELECT p.id FROM products p WHERE p.id > $1 AND {where}
+                         ORDER BY p.id LIMIT $2)""",
         *args,
     )
-    return [r["id"] for r in rows]
+    return ids
 
 
 async def list_products(

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from bulkops.db import products as products_db
 from bulkops.db.datasets import dataset_exists
-from bulkops.db.export import batch_ids, copy_products_by_ids, csv_header
+from bulkops.db.export import copy_products_by_ids, csv_header
 from bulkops.db.export_files import insert_file, lock_file, record_batch
 from bulkops.errors import NotFoundError
 from bulkops.operations.base import (
@@ -104,11 +104,6 @@ class ExportProducts(Operation[ExportParams]):
                 f"Dataset {flt.dataset_id} does not exist.", field=["filter", "datasetId"]
             )
         return await products_db.count_filter(conn, flt)
-
-    async def filter_batch(
-        self, conn: asyncpg.Connection, selection: Selection, *, after: int, limit: int
-    ) -> list[int]:
-        return await batch_ids(conn, selection.filter, after=after, limit=limit)
 
     async def apply_batch(
         self, ctx: BatchContext, params: ExportParams, ids: list[int]
