@@ -88,9 +88,15 @@ async def lock_job_batch(
     if row is None:
         raise LookupError(job_id)
     locked = _locked(row)
-    chunks: list[int] = row["next_chunks"] or []
-    first = bisect.bisect_right(chunks, locked.cursor)
-    return locked, chunks[first : first + items]
+    return locked, ids_past(row["next_chunks"], locked.cursor, items)
+
+
+def ids_past(chunks: list[int] | None, cursor: int, items: int) -> list[int]:
+    """The first `items` ids past `cursor` of a job's stored chunks joined in key order
+    (`job_item_chunks_past`), whose first chunk may begin at or before the cursor."""
+    ids = chunks or []
+    first = bisect.bisect_right(ids, cursor)
+    return ids[first : first + items]
 
 
 def _locked(row: asyncpg.Record) -> LockedJob:

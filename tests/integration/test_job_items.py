@@ -14,15 +14,18 @@ from bulkops.db.pool import create_pool, tenant_transaction
 from tests.support import Tenant
 
 
+async def next_ids(conn: asyncpg.Connection, job_id: str, cursor: int, batch: int) -> list[int]:
+    """The job's next `batch` ids past `cursor`, read as the runner reads them."""
+    chunks = await conn.fetchval("SELECT job_item_chunks_past($1, $2, $3)", job_id, cursor, batch)
+    return job_runs.ids_past(chunks, cursor, batch)
+
+
 async def walk(conn: asyncpg.Connection, job_id: str, batch: int) -> list[list[int]]:
     """The job's ids in batches, as the runner reads them (the cursor is the last id)."""
     batches: list[list[int]] = []
     cursor = 0
     while True:
-        ids = [
-            r[0]
-            for r in await conn.fetch("SELECT job_item_batch($1, $2, $3)", job_id, cursor, batch)
-        ]
+        ids = await next_ids(conn, job_id, cursor, batch)
         if not ids:
             return batches
         batches.append(ids)
@@ -54,11 +57,8 @@ async def test_ids_are_walked_in_order_once_across_chunks(
             # From a cursor between two stored ids, and past the last one.
             _, after = await job_runs.lock_job_batch(conn, job.id, items=3)
             assert after == ids[:3]
-            assert [
-                r[0]
-                for r in await conn.fetch("SELECT job_item_batch($1, $2, 4)", job.id, ids[5000] + 1)
-            ] == ids[5001:5005]
-            assert await conn.fetch("SELECT job_item_batch($1, $2, 4)", job.id, ids[-1]) == []
+            assert await next_ids(conn, job.id, ids[5000] + 1, 4) == ids[5001:5005]
+            assert await next_ids(conn, job.id, ids[-1], 4) == []
             copy = await jobs_db.insert_job(
                 conn,
                 operation="setProductStatus",
