@@ -122,20 +122,19 @@ async def staged_rows(
             r[1],
             r[2],
             r[3],
-            _unique(text, unique_kinds, quoted) if text is not None else (),
-            tuple(failure) if (failure := r[5]) else None,
+            _unique(r[4], unique_kinds, quoted),
+            tuple(r[5]) if r[5] else None,
         )
         for r in rows
-        for text in (r[4],)
     ]
 
 
 def _unique(
-    text: str, kinds: Collection[str], quoted: Sequence[str]
+    text: str | None, kinds: Collection[str], quoted: Sequence[str]
 ) -> tuple[tuple[str, str, str], ...]:
     """The (KIND, value, column) of a staged row's identifiers (JSON text) whose kind is
     one of `kinds`; the text is only parsed when it names one of them at all."""
-    if not any(q in text for q in quoted):
+    if text is None or not any(q in text for q in quoted):
         return ()
     return tuple((kind, value, column) for kind, value, column in json.loads(text) if kind in kinds)
 
